@@ -16,9 +16,19 @@
  *   register(instance) -> instance with instance_id and lease_ms
  *   renew(instance_id) -> instance; NotFound INSTANCE_NOT_FOUND when the
  *                          lease ran out or discovery restarted
- *   deregister(instance_id) -> nil
+ *   deregister(instance_id) -> nil, also for an unknown id
  *   resolve(name) -> array of live instances of that service
  *   list() -> array of every live instance
+ *
+ * register keeps an instance_id that the instance brings (32 lowercase hex
+ * digits), so an instance registering again keeps its id.  It replaces an
+ * older instance of the same name at one of the same rpc URLs (a node
+ * restarted before its lease ran out).  lease_ms defaults to the setting
+ * options.default_lease_ms (10000) and is clamped to options.min_lease_ms
+ * (1000) .. options.max_lease_ms (300000).  rpc and pub URLs are tcp://,
+ * ipc:// or inproc:// URLs of at most 256 bytes.  resolve and list sort
+ * by name, then instance_id.  Registering publishes "join" and renewing
+ * publishes nothing.
  */
 #ifndef PIP_DISCOVERY_H
 #define PIP_DISCOVERY_H
@@ -50,8 +60,10 @@ int pip_registration_start(const char *discovery_url, const json_t *instance,
 void pip_registration_stop(pip_registration *reg);
 
 /*
- * The client side: resolves service names to instances, caches them,
- * and follows discovery's join and leave events to keep the cache fresh.
+ * The client side: resolves service names to instances, caches them for
+ * about 2 s, and follows discovery's join and leave events to drop a
+ * name's entry as soon as it changes.  It learns discovery's pub URL from
+ * node.describe, a built-in command of every node.
  */
 typedef struct pip_resolver pip_resolver;
 int pip_resolver_new(const char *discovery_url, pip_resolver **out,
@@ -64,6 +76,14 @@ void pip_resolver_free(pip_resolver *r);
  */
 int pip_resolver_resolve(pip_resolver *r, const char *name,
                          json_t **instances, pip_error *err);
+/*
+ * Same as pip_resolver_resolve(), but waits for discovery at most
+ * timeout_ms (0: the resolver's own timeout of 3 s), so that a caller can
+ * keep its deadline.
+ */
+int pip_resolver_resolve_within(pip_resolver *r, const char *name,
+                                uint32_t timeout_ms, json_t **instances,
+                                pip_error *err);
 /* Every live instance, always asked from discovery. */
 int pip_resolver_list(pip_resolver *r, json_t **instances, pip_error *err);
 /* Drops the cached instances of name (after a failed call, say). */

@@ -31,6 +31,12 @@ extern "C" {
 #define PIP_MSG_RESPONSE 1
 #define PIP_MSG_NOTIFY 2
 
+/*
+ * The msgid of a response to a request whose msgid could not be read:
+ * packed as nil, so the caller still gets the error on req/rep.
+ */
+#define PIP_MSGID_NONE UINT64_MAX
+
 #define PIP_METHOD_MAX 128 /* bytes of "service.command", NUL included */
 
 /* Decoder limits, enforced before any allocation sized by the input. */
@@ -79,8 +85,9 @@ typedef struct pip_meta {
 typedef struct pip_request {
     uint64_t msgid;
     char method[PIP_METHOD_MAX]; /* "service.command" */
-    const char *service;         /* points into method, NUL-terminated */
-    const char *command;         /* points into method, NUL-terminated */
+    const char *service;         /* points into names, NUL-terminated */
+    const char *command;         /* points into names, NUL-terminated */
+    char names[PIP_METHOD_MAX];  /* "service" NUL "command" NUL */
     json_t *args;                /* owned JSON object, never NULL */
     pip_meta meta;
 } pip_request;
@@ -91,9 +98,12 @@ void pip_request_fini(pip_request *req);
 /*
  * Decodes the request that starts at buf and sets *consumed to its size.
  * On error req->msgid is set when it could be read (*msgid_known), so the
- * caller can still answer with an error response.
+ * caller can still answer with an error response.  Otherwise req->msgid
+ * is PIP_MSGID_NONE.  *consumed is 0 when the bytes are not one
+ * well-formed object within the limits, and then a batch cannot go on.
+ * req must be initialized, and an older request in it is released.
  * Errors: PIP_E_BAD_REQUEST (MALFORMED_MESSAGE, LIMIT_EXCEEDED,
- * INVALID_ENVELOPE, INVALID_METHOD).
+ * INVALID_ENVELOPE, INVALID_METHOD, INVALID_DATA).
  */
 int pip_request_decode(const void *buf, size_t len, const pip_limits *lim,
                        pip_request *req, size_t *consumed, bool *msgid_known,

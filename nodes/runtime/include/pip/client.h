@@ -23,7 +23,8 @@ extern "C" {
 typedef struct pip_client pip_client;
 
 typedef struct pip_client_options {
-    const char *discovery_url; /* find services here; or */
+    const char *discovery_url; /* find services here (discovery.* calls go
+                                  to this URL itself); or */
     const char *endpoint;      /* send every call here (skips discovery) */
     uint32_t timeout_ms;       /* per call; default 10000 */
     pip_limits limits;         /* for decoding replies */
@@ -58,10 +59,18 @@ int pip_subscriber_dial(pip_subscriber *sub, const char *url,
                         pip_error *err);
 /*
  * Waits up to timeout_ms (-1: forever) for an event.  *topic (free()) and
- * *payload (new reference) are set on success.  Errors: PIP_E_TIMEOUT.
+ * *payload (new reference) are set on success.  Errors: PIP_E_TIMEOUT;
+ * PIP_E_BAD_REQUEST for an event that does not decode (the next call
+ * receives the next event); PIP_E_UNAVAILABLE after
+ * pip_subscriber_close().
  */
 int pip_subscriber_recv(pip_subscriber *sub, int timeout_ms, char **topic,
                         json_t **payload, pip_error *err);
+/*
+ * Closes the socket, so that a pip_subscriber_recv() blocked in another
+ * thread returns at once.  Free the subscriber after that thread is done.
+ */
+void pip_subscriber_close(pip_subscriber *sub);
 void pip_subscriber_free(pip_subscriber *sub);
 
 #ifdef __cplusplus

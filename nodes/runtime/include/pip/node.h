@@ -59,6 +59,7 @@ typedef struct pip_node_options {
     int log_level;                     /* pip_log_level */
     pip_limits limits;
     json_t *settings;  /* owned object: "service.key" -> string */
+    json_t *owned;     /* strings copied by the parser; freed by fini */
 } pip_node_options;
 
 void pip_node_options_init(pip_node_options *opt);
@@ -86,8 +87,8 @@ int pip_node_add(pip_node *node, const pip_service_def *def,
 int pip_node_start(pip_node *node, pip_error *err);
 /* Blocks until SIGINT or SIGTERM, or until pip_node_shutdown(). */
 void pip_node_wait(pip_node *node);
-/* Asks the node to stop; safe from any thread (not from signal handlers;
- * pip_node_wait installs its own). */
+/* Asks the node to stop; safe from any thread, but not from a signal
+ * handler (pip_node_wait takes SIGINT and SIGTERM itself). */
 void pip_node_shutdown(pip_node *node);
 /*
  * Stops accepting calls, finishes those in flight, deregisters, closes

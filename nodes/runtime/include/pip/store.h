@@ -8,6 +8,8 @@
  * Key layout inside RocksDB (documented for tools, not an API):
  *   r/<collection>/<id>                     -> msgpack record
  *   x/<collection>/<index>/<value>\0<id>    -> empty
+ *   m/<collection>                          -> msgpack {"fields": [...]},
+ *                                              the indexed fields
  *
  * All functions are thread-safe and may block on disk I/O.
  */

@@ -1,0 +1,607 @@
+/*
+ * pipcall: calls any service command from a shell and prints the result
+ * as JSON.
+ *
+ *   pipcall [options] METHOD [key=value ...]
+ *   pipcall [options] METHOD '{"json": "object"}'
+ *   pipcall [options] list [--json]
+ *   pipcall [options] describe SERVICE
+ *   pipcall [options] sub TOPIC [--count N] [--pub URL]
+ *
+ * Exit status: 0 on success, 1 when the call failed (the error JSON is on
+ * stderr), 2 for a usage error.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipcall.h"
+
+#define PIPCALL_DEFAULT_DISCOVERY "tcp://127.0.0.1:4100"
+#define PIPCALL_DEFAULT_TIMEOUT_MS 10000
+
+static const char pipcall_help[] =
+    "Usage:\n"
+    "  pipcall [options] METHOD [key=value ...]\n"
+    "  pipcall [options] METHOD '{\"key\": value, ...}'\n"
+    "  pipcall [options] list [--json]\n"
+    "  pipcall [options] describe SERVICE\n"
+    "  pipcall [options] sub TOPIC [--count N] [--pub URL]\n"
+    "\n"
+    "Calls METHOD (service.command, e.g. counters.read_counters) and "
+    "prints the\n"
+    "result as JSON.  A key=value value is parsed as JSON when it is valid "
+    "JSON\n"
+    "(42, true, {\"a\":1}, \"quoted\"), otherwise it is taken as a string.\n"
+    "\n"
+    "  list       the live service instances known to discovery\n"
+    "  describe   the commands and argument schemas of SERVICE\n"
+    "  sub        prints every event whose topic starts with TOPIC as one "
+    "JSON\n"
+    "             line {\"topic\": ..., \"payload\": ...}, from every "
+    "instance in\n"
+    "             discovery's list and from discovery itself\n"
+    "\n"
+    "Options:\n"
+    "  --discovery URL  discovery node (env PIP_DISCOVERY, "
+    "default " PIPCALL_DEFAULT_DISCOVERY ")\n"
+    "  --endpoint URL   send the call to this node, skipping discovery\n"
+    "  --timeout MS     how long to wait for a reply, in milliseconds\n"
+    "                   (default 10000); for sub, how long to listen\n"
+    "                   (default: until interrupted)\n"
+    "  --cid ID         correlation id sent with the call\n"
+    "  --compact        print JSON on one line\n"
+    "  --json           list: print the instances as JSON\n"
+    "  --count N        sub: stop after N events; fails when --timeout "
+    "passes first\n"
+    "  --pub URL        sub: listen on this pub URL instead of asking "
+    "discovery\n"
+    "                   (repeatable)\n"
+    "  --help           print this help and exit\n"
+    "\n"
+    "Exit status: 0 on success, 1 when the call failed (the error is "
+    "printed as\n"
+    "JSON on stderr), 2 for a usage error.\n";
+
+int
+pipcall_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "pipcall: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nRun 'pipcall --help' for usage.\n");
+    return PIPCALL_EXIT_USAGE;
+}
+
+/* ---- command line ---- */
+
+/* Parses a decimal integer in [min, max].  Returns false for "12abc". */
+static bool
+pipcall_parse_number(const char *text, long long min, long long max,
+                     long long *out)
+{
+    char *end;
+    long long value;
+
+    errno = 0;
+    value = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < min ||
+        value > max) {
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
+/*
+ * Reads the value of option `name` from "--name=value" or from the next
+ * argument.  Returns NULL when it is missing.
+ */
+static const char *
+pipcall_option_value(const char *name, int argc, char **argv, int *i)
+{
+    const char *arg = argv[*i];
+    size_t name_len = strlen(name);
+
+    if (arg[name_len] == '=') {
+        return arg + name_len + 1;
+    }
+    if (*i + 1 >= argc) {
+        return NULL;
+    }
+    *i += 1;
+    return argv[*i];
+}
+
+/* True when arg is the option `name`, alone or as "name=value". */
+static bool
+pipcall_is_option(const char *arg, const char *name)
+{
+    size_t name_len = strlen(name);
+
+    return strncmp(arg, name, name_len) == 0 &&
+           (arg[name_len] == '\0' || arg[name_len] == '=');
+}
+
+static int
+pipcall_set_timeout(pipcall_options *opt, const char *value)
+{
+    long long ms;
+
+    if (!pipcall_parse_number(value, 1, UINT32_MAX, &ms)) {
+        return pipcall_usage_error(
+            "invalid --timeout '%s': expected milliseconds, 1 or more.",
+            value);
+    }
+    opt->timeout_ms = (uint32_t)ms;
+    opt->timeout_given = true;
+    return 0;
+}
+
+static int
+pipcall_set_count(pipcall_options *opt, const char *value)
+{
+    if (!pipcall_parse_number(value, 1, INT64_MAX, &opt->count)) {
+        return pipcall_usage_error(
+            "invalid --count '%s': expected a number of events, 1 or more.",
+            value);
+    }
+    return 0;
+}
+
+static int
+pipcall_set_cid(pipcall_options *opt, const char *value)
+{
+    if (strlen(value) >= PIP_CORRELATION_ID_MAX) {
+        return pipcall_usage_error("invalid --cid '%s': longer than %d bytes.",
+                                   value, PIP_CORRELATION_ID_MAX - 1);
+    }
+    opt->correlation_id = value;
+    return 0;
+}
+
+static int
+pipcall_add_pub_url(pipcall_options *opt, const char *value)
+{
+    if (opt->pub_url_count == PIPCALL_MAX_PUB_URLS) {
+        return pipcall_usage_error("too many --pub URLs: at most %d.",
+                                   PIPCALL_MAX_PUB_URLS);
+    }
+    opt->pub_urls[opt->pub_url_count++] = value;
+    return 0;
+}
+
+/* Applies one option that takes a value.  Returns 0 or an exit status. */
+static int
+pipcall_apply_valued(pipcall_options *opt, const char *name, const char *value)
+{
+    if (strcmp(name, "--discovery") == 0) {
+        opt->discovery_url = value;
+        return 0;
+    }
+    if (strcmp(name, "--endpoint") == 0) {
+        opt->endpoint = value;
+        return 0;
+    }
+    if (strcmp(name, "--timeout") == 0) {
+        return pipcall_set_timeout(opt, value);
+    }
+    if (strcmp(name, "--cid") == 0) {
+        return pipcall_set_cid(opt, value);
+    }
+    if (strcmp(name, "--count") == 0) {
+        return pipcall_set_count(opt, value);
+    }
+    return pipcall_add_pub_url(opt, value);
+}
+
+static const char *const pipcall_valued_options[] = {
+    "--discovery", "--endpoint", "--timeout", "--cid",
+    "--count",     "--pub",      NULL,
+};
+
+/*
+ * Parses one argument that starts with "--" (or is -h).  Returns 0, -1
+ * after the help was printed, or an exit status.
+ */
+static int
+pipcall_parse_option(pipcall_options *opt, int argc, char **argv, int *i)
+{
+    const char *arg = argv[*i];
+
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        fputs(pipcall_help, stdout);
+        return -1;
+    }
+    if (strcmp(arg, "--compact") == 0) {
+        opt->compact = true;
+        return 0;
+    }
+    if (strcmp(arg, "--json") == 0) {
+        opt->list_json = true;
+        return 0;
+    }
+    for (int k = 0; pipcall_valued_options[k] != NULL; k++) {
+        const char *name = pipcall_valued_options[k];
+        const char *value;
+
+        if (!pipcall_is_option(arg, name)) {
+            continue;
+        }
+        value = pipcall_option_value(name, argc, argv, i);
+        if (value == NULL) {
+            return pipcall_usage_error("option %s needs a value.", name);
+        }
+        return pipcall_apply_valued(opt, name, value);
+    }
+    return pipcall_usage_error("unknown option '%s'.", arg);
+}
+
+/*
+ * Splits argv into options (anywhere, up to "--") and positional
+ * arguments.  Returns 0, -1 after --help, or an exit status.
+ */
+static int
+pipcall_parse_args(pipcall_options *opt, int argc, char **argv)
+{
+    bool options_done = false;
+    const char *env = getenv("PIP_DISCOVERY");
+
+    opt->discovery_url =
+        (env != NULL && env[0] != '\0') ? env : PIPCALL_DEFAULT_DISCOVERY;
+    opt->timeout_ms = PIPCALL_DEFAULT_TIMEOUT_MS;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        int rv;
+
+        if (!options_done && strcmp(arg, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (!options_done &&
+            (strcmp(arg, "-h") == 0 || strncmp(arg, "--", 2) == 0)) {
+            rv = pipcall_parse_option(opt, argc, argv, &i);
+            if (rv != 0) {
+                return rv;
+            }
+            continue;
+        }
+        opt->positional[opt->positional_count++] = argv[i];
+    }
+    return 0;
+}
+
+/* ---- output ---- */
+
+void
+pipcall_print_json(FILE *out, const json_t *value, bool compact)
+{
+    /* 15 significant digits print 0.1 as 0.1 where jansson's default of
+     * 17 prints 0.10000000000000001.  NOTE: a real that needs 16 or 17
+     * digits loses its last digits in pipcall's output. */
+    size_t flags = JSON_ENCODE_ANY | JSON_REAL_PRECISION(15);
+    char *text;
+
+    if (value == NULL) {
+        fputs("null\n", out);
+        return;
+    }
+    flags |= compact ? JSON_COMPACT : JSON_INDENT(2);
+    text = json_dumps(value, flags);
+    if (text == NULL) {
+        fputs("null\n", out);
+        return;
+    }
+    fprintf(out, "%s\n", text);
+    free(text);
+}
+
+int
+pipcall_fail(const pip_error *err, bool compact)
+{
+    json_t *obj = pip_error_to_json(err);
+
+    pipcall_print_json(stderr, obj, compact);
+    json_decref(obj);
+    return PIPCALL_EXIT_FAILED;
+}
+
+/* ---- arguments of a call ---- */
+
+/* Adds key = value to args.  A key given twice is a usage error. */
+static int
+pipcall_add_arg(json_t *args, const char *key, json_t *value)
+{
+    if (json_object_get(args, key) != NULL) {
+        json_decref(value);
+        return pipcall_usage_error("argument '%s' is given twice.", key);
+    }
+    if (json_object_set_new(args, key, value) != 0) {
+        return pipcall_usage_error("invalid argument name '%s'.", key);
+    }
+    return 0;
+}
+
+/* Merges the members of a JSON object argument into args. */
+static int
+pipcall_add_object_arg(json_t *args, const char *text)
+{
+    json_error_t jerr;
+    json_t *obj = json_loads(text, 0, &jerr);
+    const char *key;
+    json_t *value;
+    int rv = 0;
+
+    if (obj == NULL) {
+        return pipcall_usage_error("invalid JSON argument: %s (column %d).",
+                                   jerr.text, jerr.column);
+    }
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return pipcall_usage_error("the JSON argument must be an object.");
+    }
+    json_object_foreach(obj, key, value) {
+        rv = pipcall_add_arg(args, key, json_incref(value));
+        if (rv != 0) {
+            break;
+        }
+    }
+    json_decref(obj);
+    return rv;
+}
+
+/*
+ * Parses one key=value argument.  The value is JSON when it parses as
+ * JSON (a number, object, array, true, false, null or a quoted string),
+ * otherwise the text itself as a string.
+ */
+static int
+pipcall_add_pair_arg(json_t *args, char *item)
+{
+    char *eq = strchr(item, '=');
+    json_t *value;
+
+    if (eq == NULL || eq == item) {
+        return pipcall_usage_error(
+            "argument '%s' is neither key=value nor a JSON object.", item);
+    }
+    *eq = '\0';
+    value = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+    if (value == NULL) {
+        value = json_string(eq + 1);
+    }
+    if (value == NULL) {
+        return pipcall_usage_error("the value of '%s' is not valid UTF-8.",
+                                   item);
+    }
+    return pipcall_add_arg(args, item, value);
+}
+
+/* Builds the argument object of a call.  Returns 0 or an exit status. */
+static int
+pipcall_build_args(char **items, int count, json_t **out)
+{
+    json_t *args = json_object();
+    int rv = 0;
+
+    if (args == NULL) {
+        return pipcall_usage_error("out of memory.");
+    }
+    for (int i = 0; i < count && rv == 0; i++) {
+        if (items[i][0] == '{') {
+            rv = pipcall_add_object_arg(args, items[i]);
+        } else {
+            rv = pipcall_add_pair_arg(args, items[i]);
+        }
+    }
+    if (rv != 0) {
+        json_decref(args);
+        return rv;
+    }
+    *out = args;
+    return 0;
+}
+
+/* ---- calls ---- */
+
+static int
+pipcall_client_new(const pipcall_options *opt, bool to_discovery,
+                   pip_client **client, pip_error *err)
+{
+    pip_client_options copt;
+
+    pip_client_options_init(&copt);
+    copt.timeout_ms = opt->timeout_ms;
+    if (opt->endpoint != NULL) {
+        copt.endpoint = opt->endpoint;
+    } else if (to_discovery) {
+        copt.endpoint = opt->discovery_url;
+    } else {
+        copt.discovery_url = opt->discovery_url;
+    }
+    return pip_client_new(&copt, client, err);
+}
+
+int
+pipcall_invoke(const pipcall_options *opt, bool to_discovery,
+               const char *method, const json_t *args, json_t **result,
+               pip_error *err)
+{
+    pip_client *client = NULL;
+    pip_meta meta;
+    int rv;
+
+    memset(&meta, 0, sizeof(meta));
+    if (opt->correlation_id != NULL) {
+        snprintf(meta.correlation_id, sizeof(meta.correlation_id), "%s",
+                 opt->correlation_id);
+    }
+    meta.timeout_ms = opt->timeout_ms;
+
+    rv = pipcall_client_new(opt, to_discovery, &client, err);
+    if (rv != PIP_OK) {
+        return rv;
+    }
+    rv = pip_client_call(client, method, args, &meta, result, err);
+    pip_client_free(client);
+    return rv;
+}
+
+static int
+pipcall_check_method(const char *method)
+{
+    const char *dot = strchr(method, '.');
+
+    if (dot == NULL || dot == method || dot[1] == '\0') {
+        return pipcall_usage_error(
+            "invalid METHOD '%s': expected service.command, for example "
+            "counters.read_counters.",
+            method);
+    }
+    if (strlen(method) >= PIP_METHOD_MAX) {
+        return pipcall_usage_error("invalid METHOD '%s': longer than %d "
+                                   "bytes.",
+                                   method, PIP_METHOD_MAX - 1);
+    }
+    return 0;
+}
+
+static int
+pipcall_run_call(const pipcall_options *opt)
+{
+    const char *method = opt->positional[0];
+    json_t *args = NULL;
+    json_t *result = NULL;
+    pip_error err;
+    int rv;
+
+    rv = pipcall_check_method(method);
+    if (rv == 0) {
+        rv = pipcall_build_args(opt->positional + 1, opt->positional_count - 1,
+                                &args);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+
+    pip_error_init(&err);
+    rv = pipcall_invoke(opt, false, method, args, &result, &err);
+    if (rv == PIP_OK) {
+        pipcall_print_json(stdout, result, opt->compact);
+    } else {
+        rv = pipcall_fail(&err, opt->compact);
+    }
+    json_decref(result);
+    json_decref(args);
+    pip_error_fini(&err);
+    return rv;
+}
+
+static int
+pipcall_run_describe(const pipcall_options *opt)
+{
+    const char *service = opt->positional[1];
+    char method[PIP_METHOD_MAX];
+    pipcall_options call_opt = *opt;
+    char *positional[1] = {method};
+
+    if (strchr(service, '.') != NULL || service[0] == '\0') {
+        return pipcall_usage_error(
+            "invalid SERVICE '%s': expected a service name such as "
+            "counters.",
+            service);
+    }
+    if ((size_t)snprintf(method, sizeof(method), "%s.describe", service) >=
+        sizeof(method)) {
+        return pipcall_usage_error("invalid SERVICE '%s': name too long.",
+                                   service);
+    }
+    call_opt.positional = positional;
+    call_opt.positional_count = 1;
+    return pipcall_run_call(&call_opt);
+}
+
+/* ---- main ---- */
+
+/* Checks that options meant for one subcommand are not used elsewhere. */
+static int
+pipcall_check_scope(const pipcall_options *opt, const char *command)
+{
+    bool is_sub = strcmp(command, "sub") == 0;
+
+    if (opt->list_json && strcmp(command, "list") != 0) {
+        return pipcall_usage_error("--json applies only to 'pipcall list'.");
+    }
+    if (opt->count > 0 && !is_sub) {
+        return pipcall_usage_error("--count applies only to 'pipcall sub'.");
+    }
+    if (opt->pub_url_count > 0 && !is_sub) {
+        return pipcall_usage_error("--pub applies only to 'pipcall sub'.");
+    }
+    return 0;
+}
+
+/* Runs the subcommand named by the first positional argument. */
+static int
+pipcall_dispatch(const pipcall_options *opt)
+{
+    const char *command = opt->positional[0];
+    int rv = pipcall_check_scope(opt, command);
+
+    if (rv != 0) {
+        return rv;
+    }
+    if (strcmp(command, "list") == 0) {
+        if (opt->positional_count != 1) {
+            return pipcall_usage_error("'list' takes no arguments.");
+        }
+        return pipcall_run_list(opt);
+    }
+    if (strcmp(command, "describe") == 0) {
+        if (opt->positional_count != 2) {
+            return pipcall_usage_error(
+                "'describe' takes one SERVICE, for example 'counters'.");
+        }
+        return pipcall_run_describe(opt);
+    }
+    if (strcmp(command, "sub") == 0) {
+        if (opt->positional_count != 2) {
+            return pipcall_usage_error(
+                "'sub' takes one TOPIC prefix, for example 'settings.' "
+                "(or '' for every event).");
+        }
+        return pipcall_run_sub(opt);
+    }
+    return pipcall_run_call(opt);
+}
+
+int
+main(int argc, char **argv)
+{
+    pipcall_options opt;
+    int rv;
+
+    memset(&opt, 0, sizeof(opt));
+    opt.positional = calloc((size_t)argc, sizeof(char *));
+    if (opt.positional == NULL) {
+        fprintf(stderr, "pipcall: out of memory\n");
+        return PIPCALL_EXIT_FAILED;
+    }
+
+    rv = pipcall_parse_args(&opt, argc, argv);
+    if (rv == 0 && opt.positional_count == 0) {
+        rv = pipcall_usage_error("missing METHOD (or list, describe, sub).");
+    }
+    if (rv == 0) {
+        rv = pipcall_dispatch(&opt);
+    }
+    free(opt.positional);
+    return rv < 0 ? 0 : rv;
+}
