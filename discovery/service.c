@@ -483,8 +483,8 @@ static int
 discovery_not_found(pip_call *call, const char *id)
 {
     pip_call_fail(call, PIP_E_NOT_FOUND, "INSTANCE_NOT_FOUND",
-                  "Instance %s is not registered: its lease ran out or "
-                  "discovery restarted, so register it again",
+                  "Instance %s is not registered, because its lease ran "
+                  "out or discovery restarted. Register it again.",
                   id);
     pip_error_detail(pip_call_error(call), "instance_id", json_string(id));
     return PIP_E_NOT_FOUND;

@@ -565,7 +565,7 @@ client_attempt(pip_client *client, client_endpoint *ep, client_call *call,
     *outcome = CLIENT_NOT_SENT;
     if (!client_wait_connected(client, ep, connect_until_ms)) {
         pip_error_set(err, PIP_E_UNAVAILABLE, "CONNECTION_FAILED",
-                      "Call %s was not sent: no connection to %s",
+                      "Call %s was not sent, because %s is not connected",
                       call->method, ep->url);
         client_detail(err, "url", json_string(ep->url));
         client_detail(err, "cause", json_string("not connected"));

@@ -3,9 +3,9 @@
  * service, in-process calls, discovery registration and shutdown.
  *
  * Start order: stores, open hooks, timers, sockets, registrations.  Stop
- * runs the reverse, so nothing a later step needs is gone before it ends:
- * registrations, the rep socket (after the replies to calls in flight), the
- * pub socket, timers, in-process calls, close hooks, stores.
+ * runs nearly the reverse: registrations, calls (the replies to calls in
+ * flight are sent), timers, in-process calls, close hooks, stores, and
+ * last the rep and pub sockets, because closing an NNG socket can hang.
  */
 #include <errno.h>
 #include <limits.h>
@@ -683,14 +683,17 @@ node_stop(pip_node *node)
             node->regs[i] = NULL;
         }
     }
-    pip__server_stop(node->server);
-    node->server = NULL;
-    pip__publisher_close(&node->pub);
+    pip__server_quiesce(node->server);
     for (int i = 0; i < node->n_services; i++) {
         pip__service_timers_stop(node->services[i]);
     }
     node_close_calls(node);
     node_close_services(node);
+    /* Sockets close last: an NNG close can hang, and by now every store
+     * is closed, so a hang loses nothing. */
+    pip__server_stop(node->server);
+    node->server = NULL;
+    pip__publisher_close(&node->pub);
     node->state = PIP__NODE_STOPPED;
 }
 

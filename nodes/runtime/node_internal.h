@@ -29,6 +29,8 @@
 
 /* How long shutdown waits for calls in flight before it gives up. */
 #define PIP__DRAIN_TIMEOUT_MS 5000
+/* How long closing the RPC socket may take before it is abandoned. */
+#define PIP__CLOSE_TIMEOUT_MS 3000
 
 /*
  * Latency histogram: 4 buckets per power of two of microseconds, so a
@@ -168,7 +170,12 @@ PIP__HIDDEN int pip__server_start(pip_node *node, pip__server **out,
                                   pip_error *err);
 /*
  * Stops receiving, waits up to PIP__DRAIN_TIMEOUT_MS for the replies to
- * calls in flight, closes the socket, joins the workers and frees srv.
+ * calls in flight and joins the workers; the socket stays open.
+ */
+PIP__HIDDEN void pip__server_quiesce(pip__server *srv);
+/*
+ * Quiesces srv when that was not done, closes the socket (giving up after
+ * PIP__CLOSE_TIMEOUT_MS, see server.c) and frees srv.
  */
 PIP__HIDDEN void pip__server_stop(pip__server *srv);
 PIP__HIDDEN const char *pip__server_url(const pip__server *srv, int index);

@@ -286,7 +286,7 @@ apply_int(options_parser *p, const char *name, const char *value,
 {
     const option_spec *spec = p->spec;
     char *field = (char *)p->opt + spec->offset;
-    long long v;
+    long long v = 0;
     int rv;
 
     rv = options_parse_int(name, value, spec->min, spec->max, &v, err);

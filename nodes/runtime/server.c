@@ -67,6 +67,7 @@ struct pip__server {
     bool closing;  /* no nng_ctx_send or nng_ctx_recv starts */
     int in_nng;    /* threads inside nng_ctx_send or _recv */
     bool workers_stop;
+    bool quiesced;    /* pip__server_quiesce() ran */
 };
 
 /* Listening and bound URLs, shared by the rep and pub sockets */
@@ -622,20 +623,103 @@ server_drain(pip__server *srv)
     return left;
 }
 
-/* Waits until no thread is inside nng_ctx_send or nng_ctx_recv, then
- * closes the socket, which fails the armed receives with NNG_ECLOSED. */
-static void
-server_close_socket(pip__server *srv)
+/*
+ * One nng_close() running on its own thread.  The record is on the heap
+ * because a close that never returns still touches it.
+ */
+typedef struct server_closer {
+    nng_socket sock;
+    void *owner; /* what the socket's callbacks use, kept with it */
+    pthread_mutex_t mtx;
+    pthread_cond_t cv;
+    bool done;
+} server_closer;
+
+/*
+ * Closes that did not return in time.  They stay reachable from here so a
+ * leak checker does not report what a stuck NNG thread may still touch.
+ */
+#define SERVER_STUCK_MAX 8
+static server_closer *server_stuck[SERVER_STUCK_MAX];
+static atomic_int server_stuck_count;
+
+static void *
+server_closer_main(void *arg)
 {
-    pthread_mutex_lock(&srv->mtx);
-    srv->closing = true;
-    while (srv->in_nng > 0) {
-        pthread_cond_wait(&srv->idle_cv, &srv->mtx);
+    server_closer *closer = arg;
+
+    nng_close(closer->sock);
+    pthread_mutex_lock(&closer->mtx);
+    closer->done = true;
+    pthread_cond_broadcast(&closer->cv);
+    pthread_mutex_unlock(&closer->mtx);
+    return NULL;
+}
+
+/*
+ * Closes sock, waiting at most PIP__CLOSE_TIMEOUT_MS.  nng 1.5.2 can
+ * deadlock inside nng_close() when peers drop their connections at the
+ * same moment (nng issues 1543 and 1813), and once one close is stuck
+ * every later one is too, so after a timeout the next calls return false
+ * at once.  Returns true when the socket closed.
+ */
+static bool
+server_close_bounded(nng_socket sock, void *owner, const char *node_name)
+{
+    struct timespec deadline;
+    server_closer *closer;
+    pthread_t thread;
+    bool done;
+    int slot;
+
+    if (atomic_load(&server_stuck_count) > 0) {
+        return false;
     }
-    pthread_mutex_unlock(&srv->mtx);
-    if (srv->sock_open) {
-        nng_close(srv->sock);
+    closer = calloc(1, sizeof(*closer));
+    if (closer == NULL) {
+        nng_close(sock); /* no memory to spare: close inline */
+        return true;
     }
+    closer->sock = sock;
+    closer->owner = owner;
+    pthread_mutex_init(&closer->mtx, NULL);
+    pip__cond_init_monotonic(&closer->cv);
+    if (pthread_create(&thread, NULL, server_closer_main, closer) != 0) {
+        pthread_cond_destroy(&closer->cv);
+        pthread_mutex_destroy(&closer->mtx);
+        free(closer);
+        nng_close(sock); /* no thread to spare: close inline */
+        return true;
+    }
+
+    pip__timespec_after_ms(&deadline, PIP__CLOSE_TIMEOUT_MS);
+    pthread_mutex_lock(&closer->mtx);
+    while (!closer->done) {
+        if (pthread_cond_timedwait(&closer->cv, &closer->mtx, &deadline) !=
+            0) {
+            break;
+        }
+    }
+    done = closer->done;
+    pthread_mutex_unlock(&closer->mtx);
+    if (done) {
+        pthread_join(thread, NULL);
+        pthread_cond_destroy(&closer->cv);
+        pthread_mutex_destroy(&closer->mtx);
+        free(closer);
+        return true;
+    }
+
+    pthread_detach(thread);
+    slot = atomic_fetch_add(&server_stuck_count, 1);
+    if (slot < SERVER_STUCK_MAX) {
+        server_stuck[slot] = closer;
+    }
+    pip_log(PIP_LOG_WARN, node_name, NULL,
+            "closing an NNG socket did not finish in %d ms (an NNG close "
+            "deadlock); leaving it and the sockets after it open",
+            PIP__CLOSE_TIMEOUT_MS);
+    return false;
 }
 
 static void
@@ -667,12 +751,18 @@ server_free_contexts(pip__server *srv)
     free(srv->ctxs);
 }
 
+/*
+ * Stops calls: waits for those in flight (at most PIP__DRAIN_TIMEOUT_MS),
+ * then for every thread inside nng_ctx_send or nng_ctx_recv, and joins the
+ * workers.  The socket stays open, so closing it cannot hold up the
+ * closing of stores.
+ */
 void
-pip__server_stop(pip__server *srv)
+pip__server_quiesce(pip__server *srv)
 {
     int left;
 
-    if (srv == NULL) {
+    if (srv == NULL || srv->quiesced) {
         return;
     }
     left = srv->n_workers > 0 ? server_drain(srv) : 0;
@@ -682,9 +772,28 @@ pip__server_stop(pip__server *srv)
                 "their replies are lost",
                 left, PIP__DRAIN_TIMEOUT_MS);
     }
-    server_close_socket(srv);
-    /* Handlers still running finish before their contexts are freed. */
+    pthread_mutex_lock(&srv->mtx);
+    srv->closing = true;
+    while (srv->in_nng > 0) {
+        pthread_cond_wait(&srv->idle_cv, &srv->mtx);
+    }
+    pthread_mutex_unlock(&srv->mtx);
+    /* Handlers still running finish here, before the stores close. */
     server_join_workers(srv);
+    srv->quiesced = true;
+}
+
+void
+pip__server_stop(pip__server *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+    pip__server_quiesce(srv);
+    if (srv->sock_open &&
+        !server_close_bounded(srv->sock, srv, srv->node->name)) {
+        return; /* the contexts may still be in use by the stuck close */
+    }
     server_free_contexts(srv);
 
     for (int i = 0; i < srv->n_urls; i++) {
@@ -731,8 +840,8 @@ void
 pip__publisher_close(pip__publisher *pub)
 {
     if (pub->open) {
-        nng_close(pub->sock);
         pub->open = false;
+        server_close_bounded(pub->sock, NULL, "publisher");
     }
     free(pub->url);
     pub->url = NULL;

@@ -98,7 +98,7 @@ dp_client_new(const char *discovery_url, uint32_t timeout_ms)
     return client;
 }
 
-/* Increments the counter `name` through client; fails the test on error. */
+/* Increments the counter `name` through client and fails on an error. */
 static int64_t
 dp_increment(pip_client *client, const char *name)
 {

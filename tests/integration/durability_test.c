@@ -337,7 +337,8 @@ dur_start_node(dur_fixture *f)
     f->node = harness_start(f->h, "node", argv, false);
     assert_non_null(f->node);
     if (!harness_wait_ready(f->url, "counters.ping", 15000)) {
-        fail_msg("the node on %s did not respond to counters.ping within 15 s", f->url);
+        fail_msg("the node on %s did not respond to counters.ping within "
+                 "15 s", f->url);
     }
 }
 

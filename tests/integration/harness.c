@@ -1,5 +1,5 @@
 /*
- * Process harness for the integration tests; see harness.h.
+ * Process harness for the integration tests, described in harness.h.
  */
 #include "harness.h"
 
@@ -106,7 +106,7 @@ harness_path(const harness *h, const char *name, char *out)
     return n > 0 && n < PATH_MAX;
 }
 
-/* Removes a folder tree; symbolic links are removed, not followed. */
+/* Removes a folder tree.  Symbolic links are removed, not followed. */
 static void
 harness_remove_tree(const char *path)
 {
@@ -370,7 +370,7 @@ harness_print_log(harness_proc *proc)
     free(text);
 }
 
-/* Waits for a child that was sent SIGTERM; SIGKILL after timeout_ms. */
+/* Waits for a child sent SIGTERM, with SIGKILL after timeout_ms. */
 static int
 harness_finish_stop(harness_proc *proc, int timeout_ms)
 {
@@ -487,6 +487,14 @@ harness_free(harness *h)
     }
     clean = harness_stop_all(h);
     clean = harness_logs_clean(h) && clean;
+    for (int i = 0; i < h->proc_count; i++) {
+        harness_proc *proc = &h->procs[i];
+
+        /* A node that failed earlier in the test: show why. */
+        if (proc->is_node && !proc->killed && proc->exit_code != 0) {
+            harness_print_log(proc);
+        }
+    }
     if (getenv("PIP_KEEP_TEST_DIR") != NULL) {
         fprintf(stderr, "harness: kept %s\n", h->dir);
     } else {
@@ -650,7 +658,7 @@ harness_client_new(const char *endpoint, uint32_t timeout_ms)
     return client;
 }
 
-/* Calls method with no arguments; true on success.  Drops the result. */
+/* Calls method with no arguments and drops the result.  True on success. */
 static bool
 harness_ping(pip_client *client, const char *method)
 {

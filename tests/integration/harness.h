@@ -84,8 +84,8 @@ bool harness_path(const harness *h, const char *name, char *out);
 
 /*
  * Starts PIP_BIN_DIR/<argv[0]> with the NULL-ended argv.  stderr goes to a
- * log file named after name; stdout goes there too unless split_stdout,
- * then to a file of its own (proc->out_path).  The child gets SIGKILL if
+ * log file named after name.  stdout goes there too, unless split_stdout
+ * sends it to a file of its own (proc->out_path).  The child gets SIGKILL if
  * the test process dies.  Returns NULL when fork or the table fails.
  */
 harness_proc *harness_start(harness *h, const char *name,
@@ -98,7 +98,7 @@ harness_proc *harness_start(harness *h, const char *name,
 bool harness_wait_exit(harness_proc *proc, int timeout_ms);
 
 /*
- * Sends SIGTERM and waits up to timeout_ms; a child still running then
+ * Sends SIGTERM and waits up to timeout_ms.  A child still running then
  * gets SIGKILL and its log is printed.  Returns the exit code, or -1 when
  * SIGKILL was needed.
  */
@@ -107,7 +107,7 @@ int harness_stop(harness_proc *proc, int timeout_ms);
 /*
  * Sends SIGTERM to several children at once, then waits for each, as a
  * launcher stopping everything does.  Returns true when each exited
- * within timeout_ms; codes[i] receives the exit code of procs[i], or -1.
+ * within timeout_ms, and codes[i] receives the exit code of procs[i], or -1.
  */
 bool harness_stop_together(harness_proc **procs, int count, int timeout_ms,
                            int *codes);
@@ -149,7 +149,7 @@ int harness_free_port(void);
 /*
  * Starts `pipnode discovery` on tcp://127.0.0.1:<port> with events on the
  * next chosen port, and waits until discovery.ping succeeds.  The
- * first call picks the ports; later calls (a restart) reuse them.
+ * first call picks the ports, and later calls (a restart) reuse them.
  * Returns false when it did not come up within timeout_ms.
  */
 bool harness_start_discovery(harness *h, int timeout_ms);

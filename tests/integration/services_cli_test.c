@@ -4,7 +4,7 @@
  * processes on loopback.  Every command is called through pipcall, whose
  * JSON output is parsed with jansson, and a few through pip_client.
  *
- * The tests share one node and run in table order; each uses names of
+ * The tests share one node and run in table order.  Each uses names of
  * its own, and the tests that clear a collection run last.
  */
 #include <setjmp.h>
@@ -241,7 +241,7 @@ cli_client_new(void)
     return client;
 }
 
-/* Calls through the C client and expects success; returns the result. */
+/* Calls through the C client, expects success and returns the result. */
 static json_t *
 client_call_ok(pip_client *client, const char *method, const char *args_json)
 {
@@ -751,7 +751,7 @@ test_logging_write(void **state)
     assert_true(pip_time_parse(json_str(m, "time"), &(int64_t){0}));
     json_decref(m);
 
-    /* Missing level becomes Trace (6); missing time becomes now. */
+    /* A missing level becomes Trace (6) and a missing time becomes now. */
     m = CLI_CALL_OK("logging.write_message",
                     "message={\"message\":\"plain note\","
                     "\"source\":\"cli-src\"}");
@@ -981,7 +981,8 @@ test_client_calls(void **state)
     json_decref(r);
 
     r = client_call_ok(client, "settings.set_section",
-                       "{\"id\":\"client.s\",\"parameters\":{\"a\":{\"b\":1}}}");
+                       "{\"id\":\"client.s\","
+                       "\"parameters\":{\"a\":{\"b\":1}}}");
     assert_json_equal_text(r, "{\"a.b\":1}");
     json_decref(r);
     r = client_call_ok(client, "settings.modify_section",
