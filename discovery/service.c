@@ -669,7 +669,7 @@ discovery_close(pip_service *svc)
 static const pip_field discovery_url_item[] = {
     {"url", PIP_T_STRING, true, 1, DISCOVERY_URL_MAX, NULL, NULL,
      "tcp://, ipc:// or inproc:// URL"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field discovery_instance_fields[] = {
@@ -687,29 +687,29 @@ static const pip_field discovery_instance_fields[] = {
     {"lease_ms", PIP_T_INTEGER, false, 0, 0, NULL, NULL,
      "lease in ms; default options.default_lease_ms, clamped to "
      "options.min_lease_ms..options.max_lease_ms"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field discovery_register_args[] = {
     {"instance", PIP_T_OBJECT, true, 0, 0, discovery_instance_fields, NULL,
      "the instance to register"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field discovery_id_args[] = {
     {"instance_id", PIP_T_STRING, true, 1, 64, NULL, NULL,
      "id returned by register"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field discovery_name_args[] = {
     {"name", PIP_T_STRING, true, 1, DISCOVERY_NAME_MAX, NULL, NULL,
      "service name"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field discovery_no_args[] = {
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_command discovery_commands[] = {

@@ -50,7 +50,7 @@ static const pip_field counters_counter_fields[] = {
     {"average", PIP_T_NUMBER, false, 0, 0, NULL, NULL, "mean value"},
     {"time", PIP_T_DATETIME, false, 0, 0, NULL, NULL,
      "observation time; default now"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field counters_counter_item = {
@@ -62,23 +62,23 @@ static const pip_field counters_read_args[] = {
     {"filter", PIP_T_FILTER, false, 0, 0, NULL, NULL,
      "search, type, name, name_starts, name_ends, group, counter"},
     {"paging", PIP_T_PAGING, false, 0, 0, NULL, NULL, "skip, take, total"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field counters_write_counter_args[] = {
     {"counter", PIP_T_OBJECT, true, 0, 0, counters_counter_fields, NULL,
      "the counter to merge"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field counters_write_counters_args[] = {
     {"counters", PIP_T_ARRAY, true, 0, 0, NULL, &counters_counter_item,
      "the counters to merge"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field counters_no_args[] = {
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static counters_state *
@@ -160,7 +160,7 @@ counters_merge_bound(json_t *next, const json_t *old, const json_t *counter,
         json_object_del(next, key);
         return PIP_OK;
     }
-    return pip_services_set(next, key, json_deep_copy(pick), err);
+    return pip_json_set(next, key, json_deep_copy(pick), err);
 }
 
 static double
@@ -194,13 +194,13 @@ counters_merge_average(json_t *next, const json_t *old, const json_t *counter,
         mean = (json_number_value(a) * weight_a +
                 json_number_value(b) * weight_b) /
                (weight_a + weight_b);
-        return pip_services_set(next, "average", json_real(mean), err);
+        return pip_json_set(next, "average", json_real(mean), err);
     }
     if (!json_is_number(newest)) {
         json_object_del(next, "average");
         return PIP_OK;
     }
-    return pip_services_set(next, "average", json_deep_copy(newest), err);
+    return pip_json_set(next, "average", json_deep_copy(newest), err);
 }
 
 /* Interval and Statistics: last from the new counter, counts summed,
@@ -223,11 +223,11 @@ counters_merge_statistics(const json_t *old, const json_t *counter,
                              "Cannot allocate the merged counter.");
     }
 
-    rv = pip_services_set(merged, "count", json_integer(count), err);
+    rv = pip_json_set(merged, "count", json_integer(count), err);
     if (rv == PIP_OK && !json_is_number(json_object_get(counter, "last")) &&
         json_is_number(json_object_get(old, "last"))) {
-        rv = pip_services_set(
-            merged, "last", json_deep_copy(json_object_get(old, "last")), err);
+        rv = pip_json_set(merged, "last",
+                          json_deep_copy(json_object_get(old, "last")), err);
     }
     if (rv == PIP_OK) {
         rv = counters_merge_bound(merged, old, counter, "max", true, err);
@@ -287,7 +287,7 @@ counters_write_one(pip_call *call, json_t *counter, json_t **merged)
 
     if (json_object_get(counter, "time") == NULL) {
         pip_time_format(pip_now_ms(), now);
-        rv = pip_services_set(counter, "time", json_string(now), err);
+        rv = pip_json_set(counter, "time", json_string(now), err);
         if (rv != PIP_OK) {
             return rv;
         }
@@ -370,8 +370,8 @@ counters_match(const json_t *record, void *ctx)
         return false;
     }
     return q->search == NULL ||
-           pip_services_field_contains(record, "name", q->search) ||
-           pip_services_field_contains(record, "source", q->search);
+           pip_record_contains(record, "name", q->search) ||
+           pip_record_contains(record, "source", q->search);
 }
 
 /* A copy of text with c added at the front or the back when missing. */
@@ -411,9 +411,9 @@ counters_query_dotted(counters_query *q, const json_t *filter, pip_error *err)
     const char *counter;
     int rv;
 
-    rv = pip_services_filter_string(filter, "group", &group, err);
+    rv = pip_filter_read_string(filter, "group", &group, err);
     if (rv == PIP_OK) {
-        rv = pip_services_filter_string(filter, "counter", &counter, err);
+        rv = pip_filter_read_string(filter, "counter", &counter, err);
     }
     if (rv != PIP_OK) {
         return rv;
@@ -437,21 +437,19 @@ counters_query_parse(counters_query *q, const json_t *filter, pip_error *err)
     int rv;
 
     memset(q, 0, sizeof(*q));
-    rv = pip_services_filter_string(filter, "search", &q->search, err);
+    rv = pip_filter_read_string(filter, "search", &q->search, err);
     if (rv == PIP_OK) {
-        rv = pip_services_filter_int(filter, "type", &q->has_type, &q->type,
-                                     err);
+        rv = pip_filter_read_int(filter, "type", &q->has_type, &q->type, err);
     }
     if (rv == PIP_OK) {
-        rv = pip_services_filter_string(filter, "name", &q->name, err);
+        rv = pip_filter_read_string(filter, "name", &q->name, err);
     }
     if (rv == PIP_OK) {
-        rv = pip_services_filter_string(filter, "name_starts", &q->name_starts,
-                                        err);
+        rv = pip_filter_read_string(filter, "name_starts", &q->name_starts,
+                                    err);
     }
     if (rv == PIP_OK) {
-        rv = pip_services_filter_string(filter, "name_ends", &q->name_ends,
-                                        err);
+        rv = pip_filter_read_string(filter, "name_ends", &q->name_ends, err);
     }
     if (rv == PIP_OK) {
         rv = counters_query_dotted(q, filter, err);
@@ -487,7 +485,7 @@ counters_read_counters(pip_call *call, json_t *args, json_t **result)
 
     rv = counters_query_parse(&q, json_object_get(args, "filter"), err);
     if (rv == PIP_OK) {
-        rv = pip_services_paging(pip_call_service(call), args, &paging, err);
+        rv = pip_service_paging(pip_call_service(call), args, &paging, err);
     }
     if (rv == PIP_OK) {
         scan.prefix = counters_scan_prefix(&q);

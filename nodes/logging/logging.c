@@ -59,7 +59,7 @@ static const pip_field logging_error_fields[] = {
     {"code", PIP_T_STRING, false, 0, 0, NULL, NULL, "error code"},
     {"message", PIP_T_STRING, false, 0, 0, NULL, NULL, "error text"},
     {"stack_trace", PIP_T_STRING, false, 0, 0, NULL, NULL, "stack trace"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field logging_message_fields[] = {
@@ -75,7 +75,7 @@ static const pip_field logging_message_fields[] = {
     {"error", PIP_T_OBJECT, false, 0, 0, logging_error_fields, NULL,
      "error description"},
     {"message", PIP_T_STRING, false, 0, 0, NULL, NULL, "text"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field logging_message_item = {
@@ -86,20 +86,20 @@ static const pip_field logging_read_args[] = {
     {"filter", PIP_T_FILTER, false, 0, 0, NULL, NULL,
      "search, level, max_level, from_time, to_time, source, errors_only"},
     {"paging", PIP_T_PAGING, false, 0, 0, NULL, NULL, "skip, take, total"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field logging_read_errors_args[] = {
     {"filter", PIP_T_FILTER, false, 0, 0, NULL, NULL,
      "search, level, max_level, from_time, to_time, source"},
     {"paging", PIP_T_PAGING, false, 0, 0, NULL, NULL, "skip, take, total"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field logging_write_message_args[] = {
     {"message", PIP_T_OBJECT, true, 0, 0, logging_message_fields, NULL,
      "the message to store"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 /* Optional on purpose: a missing or null list is a no-op, as an empty one
@@ -107,11 +107,11 @@ static const pip_field logging_write_message_args[] = {
 static const pip_field logging_write_messages_args[] = {
     {"messages", PIP_T_ARRAY, false, 0, 0, NULL, &logging_message_item,
      "the messages to store; null or empty: nothing is written"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field logging_no_args[] = {
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static logging_state *
@@ -162,7 +162,7 @@ logging_prepare_time(json_t *message, char time_key[PIP_TIME_STRLEN],
                              "Invalid argument 'message.time': the year "
                              "must be within 0000 to 9999.");
     }
-    return pip_services_set(message, "time", json_string(time_key), err);
+    return pip_json_set(message, "time", json_string(time_key), err);
 }
 
 /*
@@ -180,7 +180,7 @@ logging_prepare(json_t *message, char key[LOGGING_KEY_MAX], pip_error *err)
     if (level == LOGGING_LEVEL_NONE) {
         level = LOGGING_LEVEL_TRACE;
     }
-    rv = pip_services_set(message, "level", json_integer(level), err);
+    rv = pip_json_set(message, "level", json_integer(level), err);
     if (rv != PIP_OK) {
         return rv;
     }
@@ -190,7 +190,7 @@ logging_prepare(json_t *message, char key[LOGGING_KEY_MAX], pip_error *err)
     }
 
     pip_id_generate(id);
-    rv = pip_services_set(message, "id", json_string(id), err);
+    rv = pip_json_set(message, "id", json_string(id), err);
     if (rv != PIP_OK) {
         return rv;
     }
@@ -286,11 +286,11 @@ logging_matches_search(const json_t *record, const char *needle)
 {
     const json_t *error = json_object_get(record, "error");
 
-    return pip_services_field_contains(record, "message", needle) ||
-           pip_services_field_contains(record, "correlation_id", needle) ||
-           pip_services_field_contains(error, "message", needle) ||
-           pip_services_field_contains(error, "stack_trace", needle) ||
-           pip_services_field_contains(error, "code", needle);
+    return pip_record_contains(record, "message", needle) ||
+           pip_record_contains(record, "correlation_id", needle) ||
+           pip_record_contains(error, "message", needle) ||
+           pip_record_contains(error, "stack_trace", needle) ||
+           pip_record_contains(error, "code", needle);
 }
 
 static bool
@@ -340,11 +340,10 @@ logging_query_times(logging_query *q, const json_t *filter, pip_error *err)
     int64_t to_ms = 0;
     int rv;
 
-    rv = pip_services_filter_time(filter, "from_time", &q->has_from, &from_ms,
-                                  err);
+    rv =
+        pip_filter_read_time(filter, "from_time", &q->has_from, &from_ms, err);
     if (rv == PIP_OK) {
-        rv = pip_services_filter_time(filter, "to_time", &q->has_to, &to_ms,
-                                      err);
+        rv = pip_filter_read_time(filter, "to_time", &q->has_to, &to_ms, err);
     }
     if (rv != PIP_OK) {
         return rv;
@@ -366,23 +365,22 @@ logging_query_parse(logging_query *q, const json_t *filter, pip_error *err)
     int rv;
 
     memset(q, 0, sizeof(*q));
-    rv = pip_services_filter_int(filter, "level", &q->has_level, &q->level,
-                                 err);
+    rv = pip_filter_read_int(filter, "level", &q->has_level, &q->level, err);
     if (rv == PIP_OK) {
-        rv = pip_services_filter_int(filter, "max_level", &q->has_max_level,
-                                     &q->max_level, err);
+        rv = pip_filter_read_int(filter, "max_level", &q->has_max_level,
+                                 &q->max_level, err);
     }
     if (rv == PIP_OK) {
-        rv = pip_services_filter_string(filter, "search", &q->search, err);
+        rv = pip_filter_read_string(filter, "search", &q->search, err);
     }
     if (rv == PIP_OK) {
-        rv = pip_services_filter_string(filter, "source", &q->source, err);
+        rv = pip_filter_read_string(filter, "source", &q->source, err);
     }
     if (rv == PIP_OK) {
         bool present;
 
-        rv = pip_services_filter_bool(filter, "errors_only", &present,
-                                      &q->errors_only, err);
+        rv = pip_filter_read_bool(filter, "errors_only", &present,
+                                  &q->errors_only, err);
     }
     if (rv != PIP_OK) {
         return rv;
@@ -422,7 +420,7 @@ logging_read(pip_call *call, json_t *args, json_t **result, bool errors)
 
     rv = logging_query_parse(&q, json_object_get(args, "filter"), err);
     if (rv == PIP_OK) {
-        rv = pip_services_paging(pip_call_service(call), args, &paging, err);
+        rv = pip_service_paging(pip_call_service(call), args, &paging, err);
     }
     if (rv != PIP_OK) {
         return rv;

@@ -39,19 +39,19 @@ typedef struct settings_change {
 static const pip_field settings_list_args[] = {
     {"filter", PIP_T_FILTER, false, 0, 0, NULL, NULL, "search, id, id_starts"},
     {"paging", PIP_T_PAGING, false, 0, 0, NULL, NULL, "skip, take, total"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field settings_id_args[] = {
     {"id", PIP_T_STRING, true, 1, SETTINGS_ID_MAX, NULL, NULL, "section id"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field settings_set_args[] = {
     {"id", PIP_T_STRING, true, 1, SETTINGS_ID_MAX, NULL, NULL, "section id"},
     {"parameters", PIP_T_MAP, true, 0, 0, NULL, NULL,
      "the whole section; nested objects become dotted keys"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static const pip_field settings_modify_args[] = {
@@ -61,7 +61,7 @@ static const pip_field settings_modify_args[] = {
      "keys to overwrite; nested objects become dotted keys"},
     {"increment_parameters", PIP_T_MAP, false, 0, 0, NULL, NULL,
      "integers to add to the keys' integer values"},
-    {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL},
+    PIP_FIELDS_END,
 };
 
 static settings_state *
@@ -126,7 +126,7 @@ settings_flatten_into(json_t *flat, const char *prefix, const json_t *map,
         if (json_is_object(value)) {
             rv = settings_flatten_into(flat, joined, value, depth + 1, err);
         } else {
-            rv = pip_services_set(flat, joined, json_deep_copy(value), err);
+            rv = pip_json_set(flat, joined, json_deep_copy(value), err);
         }
         free(joined);
         if (rv != PIP_OK) {
@@ -229,7 +229,7 @@ settings_apply_increments(json_t *params, const json_t *increments,
                                  "the stored value overflows 64 bits.",
                                  key);
         }
-        rv = pip_services_set(params, key, json_integer(sum), err);
+        rv = pip_json_set(params, key, json_integer(sum), err);
         if (rv != PIP_OK) {
             return rv;
         }
@@ -416,16 +416,15 @@ settings_list(pip_call *call, const json_t *args, json_t **page)
     pip_scan scan = {0};
     int rv;
 
-    rv = pip_services_filter_string(filter, "search", &q.search, err);
+    rv = pip_filter_read_string(filter, "search", &q.search, err);
     if (rv == PIP_OK) {
-        rv = pip_services_filter_string(filter, "id", &q.id, err);
+        rv = pip_filter_read_string(filter, "id", &q.id, err);
     }
     if (rv == PIP_OK) {
-        rv =
-            pip_services_filter_string(filter, "id_starts", &q.id_starts, err);
+        rv = pip_filter_read_string(filter, "id_starts", &q.id_starts, err);
     }
     if (rv == PIP_OK) {
-        rv = pip_services_paging(pip_call_service(call), args, &paging, err);
+        rv = pip_service_paging(pip_call_service(call), args, &paging, err);
     }
     if (rv != PIP_OK) {
         return rv;
@@ -472,7 +471,7 @@ settings_get_section_ids(pip_call *call, json_t *args, json_t **result)
             return settings_no_memory(pip_call_error(call), "the id list");
         }
     }
-    rv = pip_services_set(page, "data", ids, pip_call_error(call));
+    rv = pip_json_set(page, "data", ids, pip_call_error(call));
     if (rv != PIP_OK) {
         json_decref(page);
         return rv;

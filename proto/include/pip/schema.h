@@ -1,7 +1,7 @@
 /*
  * Argument schemas.  Each command declares its parameters in a static
  * table; the runtime validates the arguments against it before the
- * handler runs, and the same table answers `describe`.
+ * handler runs, and the same table feeds `describe`.
  */
 #ifndef PIP_SCHEMA_H
 #define PIP_SCHEMA_H
@@ -46,6 +46,9 @@ struct pip_field {
     const pip_field *items;  /* PIP_T_ARRAY: one field for every item */
     const char *doc;         /* one line for describe */
 };
+
+/* The entry that ends a schema. */
+#define PIP_FIELDS_END {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL}
 
 /*
  * Validates args (a JSON object) against schema.  Date-time fields are

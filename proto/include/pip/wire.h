@@ -98,7 +98,7 @@ void pip_request_fini(pip_request *req);
 /*
  * Decodes the request that starts at buf and sets *consumed to its size.
  * On error req->msgid is set when it could be read (*msgid_known), so the
- * caller can still answer with an error response.  Otherwise req->msgid
+ * caller can still reply with an error response.  Otherwise req->msgid
  * is PIP_MSGID_NONE.  *consumed is 0 when the bytes are not one
  * well-formed object within the limits, and then a batch cannot go on.
  * req must be initialized, and an older request in it is released.

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "pip/error.h"
+#include "pip/service.h"
 #include "pip/store.h"
 
 #ifdef __cplusplus
@@ -48,6 +49,40 @@ json_t *pip_page_new(json_t *data, bool with_total, int64_t total);
 
 /* A new random id: 32 lowercase hex characters (16 random bytes). */
 void pip_id_generate(char out[33]);
+
+/*
+ * Strict reads of optional filter values.  Each returns PIP_OK with
+ * *present false when the key is missing or null, and PIP_E_BAD_REQUEST
+ * INVALID_DATA naming "filter.<key>" when the value is given but does not
+ * convert to the type.
+ */
+int pip_filter_read_int(const json_t *filter, const char *key, bool *present,
+                        int64_t *value, pip_error *err);
+int pip_filter_read_bool(const json_t *filter, const char *key,
+                         bool *present, bool *value, pip_error *err);
+int pip_filter_read_time(const json_t *filter, const char *key,
+                         bool *present, int64_t *ms, pip_error *err);
+/* A string filter value (NULL when absent), read as pip_filter_string(). */
+int pip_filter_read_string(const json_t *filter, const char *key,
+                           const char **value, pip_error *err);
+
+/*
+ * Reads args["paging"] with the service's setting options.max_page_size,
+ * which is 100 when missing or below 1.
+ */
+int pip_service_paging(pip_service *svc, const json_t *args,
+                       pip_paging *paging, pip_error *err);
+
+/*
+ * Sets obj[key] = value and steals value.  A NULL value (a failed
+ * allocation) or a failed insert gives PIP_E_INTERNAL OUT_OF_MEMORY.
+ */
+int pip_json_set(json_t *obj, const char *key, json_t *value,
+                 pip_error *err);
+
+/* True when the record's string field `key` contains needle, any case. */
+bool pip_record_contains(const json_t *record, const char *key,
+                         const char *needle);
 
 #ifdef __cplusplus
 }

@@ -67,7 +67,7 @@ void pip_node_options_fini(pip_node_options *opt);
 
 /*
  * Reads the environment, then the flags of argv (flags win).  Flags it
- * knows are removed from argv and *argc is updated, so the program sees
+ * recognizes are removed from argv and *argc is updated, so the program sees
  * only its own arguments (service names for pipnode).  Strings point into
  * argv or the environment.  Errors: PIP_E_BAD_REQUEST naming the flag
  * and the value.

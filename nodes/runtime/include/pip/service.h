@@ -2,7 +2,7 @@
  * How a service is written: a static table of commands (name, argument
  * schema, result, handler, one-line doc) plus open and close hooks.  The
  * node runtime validates every call against the table before the handler
- * runs, counts and times it, and answers the built-in commands that every
+ * runs, counts and times it, and serves the built-in commands that every
  * service has:
  *
  *   <service>.ping        no-op, returns nil (used by the bench harness)

@@ -1,7 +1,7 @@
 /*
- * Embedded storage on RocksDB.  A store is one RocksDB database; a
- * collection is a named set of records under its own key prefix, each
- * record a JSON object kept as msgpack.  Secondary indexes are written in
+ * Embedded storage on RocksDB.  A store is one RocksDB database.  A
+ * collection is a named set of records under its own key prefix, and each
+ * record is a JSON object kept as msgpack.  Secondary indexes are written in
  * the same write batch as their record.  Writes go through the WAL, and
  * with options.sync they are also fsync'ed before the call returns.
  *
@@ -41,7 +41,7 @@ void pip_store_options_default(pip_store_options *opt);
 /*
  * Opens (creating when missing) the database in directory path.
  * Errors: PIP_E_INTERNAL with code STORE_OPEN_FAILED, the RocksDB message
- * kept in details "cause" (for example when another process holds it).
+ * kept in details "cause" (for example when another process has it open).
  */
 int pip_store_open(const char *path, const pip_store_options *opt,
                    pip_store **out, pip_error *err);
@@ -75,7 +75,8 @@ int pip_coll_clear(pip_collection *c, pip_error *err);
  * other pip_coll_update() and pip_coll_put() on the same id (a striped
  * lock per id).  fn receives the current record (NULL when missing) and
  * sets *next to the new record (a new reference), or to NULL to delete
- * it; returning non-zero aborts with that error.  *result (optional)
+ * it.  When fn returns non-zero, nothing is written and that error is
+ * returned.  *result (optional)
  * receives the record written.
  */
 typedef int (*pip_update_fn)(const json_t *current, json_t **next,
