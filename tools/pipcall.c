@@ -36,7 +36,11 @@ static const char pipcall_help[] =
     "prints the\n"
     "result as JSON.  A key=value value is parsed as JSON when it is valid "
     "JSON\n"
-    "(42, true, {\"a\":1}, \"quoted\"), otherwise it is taken as a string.\n"
+    "(42, true, {\"a\":1}, \"quoted\"), otherwise it is taken as a string.  "
+    "A value\n"
+    "that starts with {, [ or \" or has the shape of a number must be valid "
+    "JSON.\n"
+    "To send digits as a string, quote them: id='\"123\"'.\n"
     "\n"
     "  list       the live service instances known to discovery\n"
     "  describe   the commands and argument schemas of SERVICE\n"
@@ -137,7 +141,7 @@ pipcall_set_timeout(pipcall_options *opt, const char *value)
 
     if (!pipcall_parse_number(value, 1, UINT32_MAX, &ms)) {
         return pipcall_usage_error(
-            "invalid --timeout '%s': expected milliseconds, 1 or more.",
+            "Invalid --timeout '%s'. Expected milliseconds, 1 or more.",
             value);
     }
     opt->timeout_ms = (uint32_t)ms;
@@ -150,7 +154,7 @@ pipcall_set_count(pipcall_options *opt, const char *value)
 {
     if (!pipcall_parse_number(value, 1, INT64_MAX, &opt->count)) {
         return pipcall_usage_error(
-            "invalid --count '%s': expected a number of events, 1 or more.",
+            "Invalid --count '%s'. Expected a number of events, 1 or more.",
             value);
     }
     return 0;
@@ -160,8 +164,9 @@ static int
 pipcall_set_cid(pipcall_options *opt, const char *value)
 {
     if (strlen(value) >= PIP_CORRELATION_ID_MAX) {
-        return pipcall_usage_error("invalid --cid '%s': longer than %d bytes.",
-                                   value, PIP_CORRELATION_ID_MAX - 1);
+        return pipcall_usage_error(
+            "Invalid --cid '%s'. Expected at most %d bytes.", value,
+            PIP_CORRELATION_ID_MAX - 1);
     }
     opt->correlation_id = value;
     return 0;
@@ -171,10 +176,28 @@ static int
 pipcall_add_pub_url(pipcall_options *opt, const char *value)
 {
     if (opt->pub_url_count == PIPCALL_MAX_PUB_URLS) {
-        return pipcall_usage_error("too many --pub URLs: at most %d.",
+        return pipcall_usage_error("Too many --pub URLs. At most %d fit.",
                                    PIPCALL_MAX_PUB_URLS);
     }
     opt->pub_urls[opt->pub_url_count++] = value;
+    return 0;
+}
+
+/*
+ * Checks that value has a scheme, as pipnode does, because NNG would
+ * take "127.0.0.1:4100" for an unknown transport.  NNG checks the rest
+ * when it dials.
+ */
+static int
+pipcall_check_url(const char *name, const char *value)
+{
+    const char *sep = strstr(value, "://");
+
+    if (sep == NULL || sep == value) {
+        return pipcall_usage_error("Invalid %s '%s'. Expected a URL such as "
+                                   "tcp://127.0.0.1:4100.",
+                                   name, value);
+    }
     return 0;
 }
 
@@ -182,6 +205,13 @@ pipcall_add_pub_url(pipcall_options *opt, const char *value)
 static int
 pipcall_apply_valued(pipcall_options *opt, const char *name, const char *value)
 {
+    bool is_url = strcmp(name, "--discovery") == 0 ||
+                  strcmp(name, "--endpoint") == 0 ||
+                  strcmp(name, "--pub") == 0;
+
+    if (is_url && pipcall_check_url(name, value) != 0) {
+        return PIPCALL_EXIT_USAGE;
+    }
     if (strcmp(name, "--discovery") == 0) {
         opt->discovery_url = value;
         return 0;
@@ -237,11 +267,11 @@ pipcall_parse_option(pipcall_options *opt, int argc, char **argv, int *i)
         }
         value = pipcall_option_value(name, argc, argv, i);
         if (value == NULL) {
-            return pipcall_usage_error("option %s needs a value.", name);
+            return pipcall_usage_error("Option %s needs a value.", name);
         }
         return pipcall_apply_valued(opt, name, value);
     }
-    return pipcall_usage_error("unknown option '%s'.", arg);
+    return pipcall_usage_error("Unknown option '%s'.", arg);
 }
 
 /*
@@ -254,8 +284,13 @@ pipcall_parse_args(pipcall_options *opt, int argc, char **argv)
     bool options_done = false;
     const char *env = getenv("PIP_DISCOVERY");
 
-    opt->discovery_url =
-        (env != NULL && env[0] != '\0') ? env : PIPCALL_DEFAULT_DISCOVERY;
+    opt->discovery_url = PIPCALL_DEFAULT_DISCOVERY;
+    if (env != NULL && env[0] != '\0') {
+        if (pipcall_check_url("PIP_DISCOVERY", env) != 0) {
+            return PIPCALL_EXIT_USAGE;
+        }
+        opt->discovery_url = env;
+    }
     opt->timeout_ms = PIPCALL_DEFAULT_TIMEOUT_MS;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -303,12 +338,55 @@ pipcall_print_json(FILE *out, const json_t *value, bool compact)
     free(text);
 }
 
-int
-pipcall_fail(const pip_error *err, bool compact)
+/* True when err is a call that was not sent for want of a connection. */
+static bool
+pipcall_is_unconnected(const pip_error *err)
 {
-    json_t *obj = pip_error_to_json(err);
+    const char *cause =
+        json_string_value(json_object_get(err->details, "cause"));
 
-    pipcall_print_json(stderr, obj, compact);
+    return strcmp(err->code, "CONNECTION_FAILED") == 0 && cause != NULL &&
+           (strcmp(cause, "connection refused") == 0 ||
+            strcmp(cause, "dial failed") == 0 ||
+            strcmp(cause, "not connected") == 0);
+}
+
+/*
+ * Appends what to do when the discovery node or the --endpoint node
+ * cannot be reached.  An instance found through discovery gets no
+ * advice, because its node may just have stopped.
+ */
+static void
+pipcall_explain(const pipcall_options *opt, pip_error *err)
+{
+    const char *url = json_string_value(json_object_get(err->details, "url"));
+    const char *advice = NULL;
+    size_t used;
+
+    if (url == NULL || !pipcall_is_unconnected(err)) {
+        return;
+    }
+    if (opt->endpoint != NULL && strcmp(url, opt->endpoint) == 0) {
+        advice = " Is a node listening there? Check the URL of --endpoint.";
+    } else if (opt->endpoint == NULL && strcmp(url, opt->discovery_url) == 0) {
+        advice = " Is the network running? Start it with ./scripts/run, or "
+                 "point --discovery / PIP_DISCOVERY at it.";
+    }
+    if (advice == NULL) {
+        return;
+    }
+    used = strlen(err->message);
+    snprintf(err->message + used, sizeof(err->message) - used, "%s", advice);
+}
+
+int
+pipcall_fail(const pipcall_options *opt, pip_error *err)
+{
+    json_t *obj;
+
+    pipcall_explain(opt, err);
+    obj = pip_error_to_json(err);
+    pipcall_print_json(stderr, obj, opt->compact);
     json_decref(obj);
     return PIPCALL_EXIT_FAILED;
 }
@@ -321,10 +399,10 @@ pipcall_add_arg(json_t *args, const char *key, json_t *value)
 {
     if (json_object_get(args, key) != NULL) {
         json_decref(value);
-        return pipcall_usage_error("argument '%s' is given twice.", key);
+        return pipcall_usage_error("Argument '%s' is given twice.", key);
     }
     if (json_object_set_new(args, key, value) != 0) {
-        return pipcall_usage_error("invalid argument name '%s'.", key);
+        return pipcall_usage_error("Invalid argument name '%s'.", key);
     }
     return 0;
 }
@@ -340,12 +418,13 @@ pipcall_add_object_arg(json_t *args, const char *text)
     int rv = 0;
 
     if (obj == NULL) {
-        return pipcall_usage_error("invalid JSON argument: %s (column %d).",
-                                   jerr.text, jerr.column);
+        return pipcall_usage_error(
+            "Invalid JSON argument: %s (line %d, column %d).", jerr.text,
+            jerr.line, jerr.column);
     }
     if (!json_is_object(obj)) {
         json_decref(obj);
-        return pipcall_usage_error("the JSON argument must be an object.");
+        return pipcall_usage_error("The JSON argument must be an object.");
     }
     json_object_foreach(obj, key, value) {
         rv = pipcall_add_arg(args, key, json_incref(value));
@@ -357,56 +436,165 @@ pipcall_add_object_arg(json_t *args, const char *text)
     return rv;
 }
 
+/* Skips the digits at text; NULL when there are none. */
+static const char *
+pipcall_skip_digits(const char *text)
+{
+    size_t count = strspn(text, "0123456789");
+
+    return count > 0 ? text + count : NULL;
+}
+
+/*
+ * True when text has the shape of a JSON number (-12, 3.5, 1e400), even
+ * when jansson rejects it for a leading zero or an overflow.  Dates such
+ * as 2026-01-31 and versions such as 1.2.3 do not have that shape.
+ */
+static bool
+pipcall_looks_like_number(const char *text)
+{
+    const char *p = text[0] == '-' ? text + 1 : text;
+
+    p = pipcall_skip_digits(p);
+    if (p != NULL && *p == '.') {
+        p = pipcall_skip_digits(p + 1);
+    }
+    if (p != NULL && (*p == 'e' || *p == 'E')) {
+        p++;
+        p = pipcall_skip_digits(*p == '+' || *p == '-' ? p + 1 : p);
+    }
+    return p != NULL && *p == '\0';
+}
+
+/* Rejects a value meant as JSON that does not parse. */
+static int
+pipcall_invalid_value(const char *key, const char *text,
+                      const json_error_t *jerr)
+{
+    if (pipcall_looks_like_number(text)) {
+        return pipcall_usage_error(
+            "Invalid number in the value of '%s': %s (line %d, column %d). "
+            "To send it as a string, quote it: %s='\"%s\"'.",
+            key, jerr->text, jerr->line, jerr->column, key, text);
+    }
+    return pipcall_usage_error(
+        "Invalid JSON in the value of '%s': %s (line %d, column %d).", key,
+        jerr->text, jerr->line, jerr->column);
+}
+
 /*
  * Parses one key=value argument.  The value is JSON when it parses as
  * JSON (a number, object, array, true, false, null or a quoted string),
- * otherwise the text itself as a string.
+ * otherwise the text itself as a string.  A value that starts like JSON
+ * ({, [ or ") or has the shape of a number must parse, so that a typo is
+ * reported instead of being sent as a string.  The keys of bare values
+ * that became numbers, booleans or null are added to *converted, for the
+ * hint of pipcall_hint_quoting().
  */
 static int
-pipcall_add_pair_arg(json_t *args, char *item)
+pipcall_add_pair_arg(json_t *args, json_t *converted, char *item)
 {
     char *eq = strchr(item, '=');
+    const char *text;
+    json_error_t jerr;
     json_t *value;
 
     if (eq == NULL || eq == item) {
         return pipcall_usage_error(
-            "argument '%s' is neither key=value nor a JSON object.", item);
+            "Argument '%s' is neither key=value nor a JSON object.", item);
     }
     *eq = '\0';
-    value = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
-    if (value == NULL) {
-        value = json_string(eq + 1);
+    text = eq + 1;
+    value = json_loads(text, JSON_DECODE_ANY, &jerr);
+    if (value == NULL && ((text[0] != '\0' && strchr("{[\"", text[0])) ||
+                          pipcall_looks_like_number(text))) {
+        return pipcall_invalid_value(item, text, &jerr);
+    }
+    if (value != NULL && !json_is_string(value) && !json_is_object(value) &&
+        !json_is_array(value)) {
+        json_object_set_new(converted, item, json_string(text));
     }
     if (value == NULL) {
-        return pipcall_usage_error("the value of '%s' is not valid UTF-8.",
+        value = json_string(text);
+    }
+    if (value == NULL) {
+        return pipcall_usage_error("The value of '%s' is not valid UTF-8.",
                                    item);
     }
     return pipcall_add_arg(args, item, value);
 }
 
-/* Builds the argument object of a call.  Returns 0 or an exit status. */
+/*
+ * Builds the argument object of a call and the object of converted bare
+ * values (see pipcall_add_pair_arg).  Returns 0 or an exit status.
+ */
 static int
-pipcall_build_args(char **items, int count, json_t **out)
+pipcall_build_args(char **items, int count, json_t **out, json_t **converted)
 {
     json_t *args = json_object();
     int rv = 0;
 
-    if (args == NULL) {
-        return pipcall_usage_error("out of memory.");
+    *converted = json_object();
+    if (args == NULL || *converted == NULL) {
+        json_decref(args);
+        json_decref(*converted);
+        *converted = NULL;
+        return pipcall_usage_error("Out of memory.");
     }
     for (int i = 0; i < count && rv == 0; i++) {
         if (items[i][0] == '{') {
             rv = pipcall_add_object_arg(args, items[i]);
         } else {
-            rv = pipcall_add_pair_arg(args, items[i]);
+            rv = pipcall_add_pair_arg(args, *converted, items[i]);
         }
     }
     if (rv != 0) {
         json_decref(args);
+        json_decref(*converted);
+        *converted = NULL;
         return rv;
     }
     *out = args;
     return 0;
+}
+
+/*
+ * Prints a hint after an INVALID_DATA error that expected a string where
+ * pipcall had turned a bare value into a number, a boolean or null.
+ */
+static void
+pipcall_hint_quoting(const pip_error *err, const json_t *converted)
+{
+    const char *argument;
+    const char *expected;
+    const char *text;
+    const char *kind = "null";
+    json_t *value;
+
+    if (strcmp(err->code, "INVALID_DATA") != 0) {
+        return;
+    }
+    argument = json_string_value(json_object_get(err->details, "argument"));
+    expected = json_string_value(json_object_get(err->details, "expected"));
+    if (argument == NULL || expected == NULL ||
+        strcmp(expected, "string") != 0) {
+        return;
+    }
+    text = json_string_value(json_object_get(converted, argument));
+    if (text == NULL) {
+        return;
+    }
+    value = json_loads(text, JSON_DECODE_ANY, NULL);
+    if (json_is_number(value)) {
+        kind = "a number";
+    } else if (json_is_boolean(value)) {
+        kind = "a boolean";
+    }
+    json_decref(value);
+    fprintf(stderr,
+            "pipcall: Hint: %s=%s was sent as %s, not as a string. To send "
+            "the string, quote it: %s='\"%s\"'.\n",
+            argument, text, kind, argument, text);
 }
 
 /* ---- calls ---- */
@@ -461,13 +649,13 @@ pipcall_check_method(const char *method)
 
     if (dot == NULL || dot == method || dot[1] == '\0') {
         return pipcall_usage_error(
-            "invalid METHOD '%s': expected service.command, for example "
+            "Invalid METHOD '%s'. Expected service.command, for example "
             "counters.read_counters.",
             method);
     }
     if (strlen(method) >= PIP_METHOD_MAX) {
-        return pipcall_usage_error("invalid METHOD '%s': longer than %d "
-                                   "bytes.",
+        return pipcall_usage_error("Invalid METHOD '%s'. It is longer than "
+                                   "%d bytes.",
                                    method, PIP_METHOD_MAX - 1);
     }
     return 0;
@@ -478,6 +666,7 @@ pipcall_run_call(const pipcall_options *opt)
 {
     const char *method = opt->positional[0];
     json_t *args = NULL;
+    json_t *converted = NULL;
     json_t *result = NULL;
     pip_error err;
     int rv;
@@ -485,7 +674,7 @@ pipcall_run_call(const pipcall_options *opt)
     rv = pipcall_check_method(method);
     if (rv == 0) {
         rv = pipcall_build_args(opt->positional + 1, opt->positional_count - 1,
-                                &args);
+                                &args, &converted);
     }
     if (rv != 0) {
         return rv;
@@ -496,9 +685,11 @@ pipcall_run_call(const pipcall_options *opt)
     if (rv == PIP_OK) {
         pipcall_print_json(stdout, result, opt->compact);
     } else {
-        rv = pipcall_fail(&err, opt->compact);
+        rv = pipcall_fail(opt, &err);
+        pipcall_hint_quoting(&err, converted);
     }
     json_decref(result);
+    json_decref(converted);
     json_decref(args);
     pip_error_fini(&err);
     return rv;
@@ -514,13 +705,14 @@ pipcall_run_describe(const pipcall_options *opt)
 
     if (strchr(service, '.') != NULL || service[0] == '\0') {
         return pipcall_usage_error(
-            "invalid SERVICE '%s': expected a service name such as "
+            "Invalid SERVICE '%s'. Expected a service name such as "
             "counters.",
             service);
     }
     if ((size_t)snprintf(method, sizeof(method), "%s.describe", service) >=
         sizeof(method)) {
-        return pipcall_usage_error("invalid SERVICE '%s': name too long.",
+        return pipcall_usage_error("Invalid SERVICE '%s'. The name is too "
+                                   "long.",
                                    service);
     }
     call_opt.positional = positional;
@@ -537,13 +729,13 @@ pipcall_check_scope(const pipcall_options *opt, const char *command)
     bool is_sub = strcmp(command, "sub") == 0;
 
     if (opt->list_json && strcmp(command, "list") != 0) {
-        return pipcall_usage_error("--json applies only to 'pipcall list'.");
+        return pipcall_usage_error("Option --json applies only to 'pipcall list'.");
     }
     if (opt->count > 0 && !is_sub) {
-        return pipcall_usage_error("--count applies only to 'pipcall sub'.");
+        return pipcall_usage_error("Option --count applies only to 'pipcall sub'.");
     }
     if (opt->pub_url_count > 0 && !is_sub) {
-        return pipcall_usage_error("--pub applies only to 'pipcall sub'.");
+        return pipcall_usage_error("Option --pub applies only to 'pipcall sub'.");
     }
     return 0;
 }
@@ -560,22 +752,23 @@ pipcall_dispatch(const pipcall_options *opt)
     }
     if (strcmp(command, "list") == 0) {
         if (opt->positional_count != 1) {
-            return pipcall_usage_error("'list' takes no arguments.");
+            return pipcall_usage_error("Subcommand 'list' takes no arguments.");
         }
         return pipcall_run_list(opt);
     }
     if (strcmp(command, "describe") == 0) {
         if (opt->positional_count != 2) {
             return pipcall_usage_error(
-                "'describe' takes one SERVICE, for example 'counters'.");
+                "Subcommand 'describe' takes one SERVICE, for example "
+                "'counters'.");
         }
         return pipcall_run_describe(opt);
     }
     if (strcmp(command, "sub") == 0) {
         if (opt->positional_count != 2) {
             return pipcall_usage_error(
-                "'sub' takes one TOPIC prefix, for example 'settings.' "
-                "(or '' for every event).");
+                "Subcommand 'sub' takes one TOPIC prefix, for example "
+                "'settings.' (or '' for every event).");
         }
         return pipcall_run_sub(opt);
     }
@@ -591,13 +784,15 @@ main(int argc, char **argv)
     memset(&opt, 0, sizeof(opt));
     opt.positional = calloc((size_t)argc, sizeof(char *));
     if (opt.positional == NULL) {
-        fprintf(stderr, "pipcall: out of memory\n");
+        fprintf(stderr, "pipcall: Out of memory.\n");
         return PIPCALL_EXIT_FAILED;
     }
 
     rv = pipcall_parse_args(&opt, argc, argv);
     if (rv == 0 && opt.positional_count == 0) {
-        rv = pipcall_usage_error("missing METHOD (or list, describe, sub).");
+        rv = pipcall_usage_error(
+            "Missing METHOD (or list, describe, sub), for example "
+            "'pipcall list'.");
     }
     if (rv == 0) {
         rv = pipcall_dispatch(&opt);

@@ -39,8 +39,12 @@ int pipcall_usage_error(const char *fmt, ...)
 /* Prints value as JSON (NULL as null), indented unless compact. */
 void pipcall_print_json(FILE *out, const json_t *value, bool compact);
 
-/* Prints err as JSON on stderr and returns PIPCALL_EXIT_FAILED. */
-int pipcall_fail(const pip_error *err, bool compact);
+/*
+ * Prints err as JSON on stderr and returns PIPCALL_EXIT_FAILED.  When the
+ * discovery node or --endpoint could not be reached, the message first
+ * gains advice on what to do.
+ */
+int pipcall_fail(const pipcall_options *opt, pip_error *err);
 
 /*
  * Calls method once with the options' timeout and correlation id, and

@@ -78,7 +78,7 @@ pipcall_print_table(const json_t *instances)
     int widths[5];
 
     if (rows == NULL) {
-        fprintf(stderr, "pipcall: out of memory\n");
+        fprintf(stderr, "pipcall: Out of memory.\n");
         return PIPCALL_EXIT_FAILED;
     }
     for (int c = 0; c < 5; c++) {
@@ -114,8 +114,8 @@ pipcall_list_instances(const pipcall_options *opt, json_t **instances,
     if (!json_is_array(result)) {
         json_decref(result);
         return pip_error_set(err, PIP_E_BAD_REQUEST, "INVALID_RESPONSE",
-                             "discovery.list returned something other than "
-                             "an array of instances");
+                             "Discovery returned something other than an "
+                             "array of instances to discovery.list.");
     }
     *instances = result;
     return PIP_OK;
@@ -131,7 +131,7 @@ pipcall_run_list(const pipcall_options *opt)
     pip_error_init(&err);
     rv = pipcall_list_instances(opt, &instances, &err);
     if (rv != PIP_OK) {
-        rv = pipcall_fail(&err, opt->compact);
+        rv = pipcall_fail(opt, &err);
     } else if (opt->list_json) {
         pipcall_print_json(stdout, instances, opt->compact);
     } else {

@@ -105,7 +105,7 @@ pipcall_feed_dial(pipcall_feed *feed, pip_subscriber *sub, const char *pub_url,
     target = pipcall_pub_target(pub_url, reference_url);
     if (target == NULL) {
         return pip_error_set(err, PIP_E_BAD_REQUEST, "INVALID_URL",
-                             "invalid pub URL '%s'", pub_url);
+                             "Invalid pub URL '%s'.", pub_url);
     }
     if (sub != feed->events || json_object_get(feed->dialed, target) == NULL) {
         rv = pip_subscriber_dial(sub, target, err);
@@ -146,6 +146,35 @@ pipcall_feed_dial_instances(pipcall_feed *feed, const json_t *instances,
 }
 
 /*
+ * Restates a failed node.describe as a failure to subscribe, because the
+ * user never asked for that call.  Code and details stay as they were.
+ */
+static void
+pipcall_sub_restate(const char *node_url, pip_error *err)
+{
+    const char *cause =
+        json_string_value(json_object_get(err->details, "cause"));
+    char reason[PIP_MESSAGE_MAX];
+
+    if (strcmp(err->code, "TIMEOUT") == 0) {
+        snprintf(reason, sizeof(reason), "%.200s did not reply in time",
+                 node_url);
+    } else if (cause != NULL && strcmp(cause, "connection refused") == 0) {
+        snprintf(reason, sizeof(reason), "%s refused the connection",
+                 node_url);
+    } else if (strcmp(err->code, "CONNECTION_FAILED") == 0) {
+        snprintf(reason, sizeof(reason), "no connection to %s was made",
+                 node_url);
+    } else {
+        snprintf(reason, sizeof(reason),
+                 "%.200s did not return its event URL (%s: %.200s)", node_url,
+                 err->code, err->message);
+    }
+    snprintf(err->message, sizeof(err->message),
+             "Cannot subscribe, because %.400s.", reason);
+}
+
+/*
  * Dials the node at --endpoint, or discovery and every instance it lists,
  * using the pub URL that node.describe returns.
  */
@@ -161,6 +190,7 @@ pipcall_feed_dial_nodes(pipcall_feed *feed, const pipcall_options *opt,
 
     rv = pipcall_invoke(opt, true, "node.describe", NULL, &node, err);
     if (rv != PIP_OK) {
+        pipcall_sub_restate(node_url, err);
         return rv;
     }
     pub = json_string_value(json_object_get(node, "pub"));
@@ -192,7 +222,7 @@ pipcall_feed_open(pipcall_feed *feed, const pipcall_options *opt,
     feed->dialed = json_object();
     if (feed->dialed == NULL) {
         return pip_error_set(err, PIP_E_INTERNAL, "OUT_OF_MEMORY",
-                             "out of memory");
+                             "Out of memory.");
     }
     rv = pip_subscriber_new(topic, &feed->events, err);
     if (rv != PIP_OK) {
@@ -238,7 +268,7 @@ pipcall_feed_follow_joins(pipcall_feed *feed)
 
         if (pipcall_feed_dial(feed, feed->events, pub,
                               pipcall_first_rpc(instance), &err) != PIP_OK) {
-            fprintf(stderr, "pipcall: failed to dial %s for events: %s\n", pub,
+            fprintf(stderr, "pipcall: Failed to dial %s for events: %s\n", pub,
                     err.message);
         }
         free(topic);
@@ -301,8 +331,8 @@ pipcall_feed_print(pipcall_feed *feed, const pipcall_options *opt,
     }
     if (opt->count > 0 && printed < opt->count && !pipcall_interrupted) {
         return pip_error_set(err, PIP_E_TIMEOUT, "TIMEOUT",
-                             "received %lld of %lld events before the "
-                             "timeout of %u ms passed",
+                             "Received %lld of %lld events before the "
+                             "timeout of %u ms passed.",
                              printed, opt->count, opt->timeout_ms);
     }
     return PIP_OK;
@@ -329,7 +359,7 @@ pipcall_run_sub(const pipcall_options *opt)
         rv = pipcall_feed_print(&feed, opt, deadline_ms, &err);
     }
     if (rv != PIP_OK) {
-        rv = pipcall_fail(&err, opt->compact);
+        rv = pipcall_fail(opt, &err);
     }
     pipcall_feed_close(&feed);
     pip_error_fini(&err);

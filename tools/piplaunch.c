@@ -1,11 +1,13 @@
 /*
  * piplaunch: runs a local network of nodes for a laptop or a single host.
  *
- *   piplaunch [--data DIR] [--port N] [--log-level LEVEL] [SERVICE...]
+ *   piplaunch [--data DIR] [--port N] [--log-level LEVEL]
+ *             [--gate-port N | --no-gate] [SERVICE...]
  *
  * Starts discovery on tcp://127.0.0.1:<port> (events on <port+1>), then
  * each service in its own pipnode process, found beside this program.
- * When every service has registered with discovery, it prints where each
+ * When every service has registered with discovery, it starts the HTTP
+ * gateway pipgate on http://127.0.0.1:<gate-port>, prints where each
  * one listens and waits.  SIGINT or SIGTERM stops the children (SIGTERM,
  * then SIGKILL after 10 s) and exits 0 when they all stopped cleanly.  A
  * child that exits on its own stops the others and exits 1.
@@ -44,9 +46,11 @@ extern char **environ;
 #define PIPLAUNCH_POLL_MS 100
 #define PIPLAUNCH_STOP_TIMEOUT_MS 10000
 #define PIPLAUNCH_URL_MAX 64
+#define PIPLAUNCH_DEFAULT_GATE_PORT 8080
 
 typedef struct piplaunch_child {
-    const char *name; /* service name; "discovery" for the first child */
+    const char *name; /* service name; "discovery" for the first child,
+                         "pipgate" for the gateway */
     pid_t pid;        /* 0 before the start */
     bool exited;
     bool stopped;     /* piplaunch sent it SIGTERM */
@@ -58,20 +62,22 @@ typedef struct piplaunch {
     const char *data_dir;
     int port;
     const char *log_level; /* passed to the nodes, or NULL */
+    int gate_port;         /* the gateway's HTTP port, or 0 for none */
     char bin_dir[PATH_MAX];
     char pipnode_path[PATH_MAX + 16];
+    char pipgate_path[PATH_MAX + 16];
     char discovery_url[PIPLAUNCH_URL_MAX];
     char discovery_pub_url[PIPLAUNCH_URL_MAX];
     char **child_env; /* environ without PIP_DISCOVERY */
     bool discovery_answered;
-    piplaunch_child *children; /* [0] is discovery */
+    piplaunch_child *children; /* [0] is discovery, the gateway last */
     int child_count;
     sigset_t signals; /* SIGINT, SIGTERM, SIGCHLD: blocked */
 } piplaunch;
 
 static const char piplaunch_help[] =
-    "Usage: piplaunch [--data DIR] [--port N] [--log-level LEVEL] "
-    "[SERVICE...]\n"
+    "Usage: piplaunch [--data DIR] [--port N] [--log-level LEVEL]\n"
+    "                 [--gate-port N | --no-gate] [SERVICE...]\n"
     "\n"
     "Starts discovery and the named services (default: all of them), each "
     "in its\n"
@@ -87,6 +93,10 @@ static const char piplaunch_help[] =
     "(default 4100)\n"
     "  --log-level LEVEL  log level of the nodes: "
     "error|warn|info|debug|trace\n"
+    "                     (default: PIP_LOG_LEVEL when set, else info)\n"
+    "  --gate-port N      HTTP port of the gateway pipgate on 127.0.0.1 "
+    "(default 8080)\n"
+    "  --no-gate          do not start the gateway\n"
     "  --help             print this help and exit\n"
     "\n"
     "Services:\n";
@@ -156,6 +166,22 @@ piplaunch_parse_port(const char *text, int *port)
     return true;
 }
 
+/* Reports an unknown service name with the names that can be launched. */
+static void
+piplaunch_list_services(const char *name)
+{
+    const char *sep = "";
+
+    fprintf(stderr, "piplaunch: unknown service '%s'. Available:", name);
+    for (int i = 0; pip_services_all[i] != NULL; i++) {
+        if (strcmp(pip_services_all[i]->name, "discovery") != 0) {
+            fprintf(stderr, "%s %s", sep, pip_services_all[i]->name);
+            sep = ",";
+        }
+    }
+    fprintf(stderr, ".\nRun 'piplaunch --help' for usage.\n");
+}
+
 /* Adds the service `name` to the children, after checking it. */
 static int
 piplaunch_add_service(piplaunch *pl, const char *name)
@@ -165,9 +191,8 @@ piplaunch_add_service(piplaunch *pl, const char *name)
             "discovery always runs; name only the other services.");
     }
     if (pip_services_find(name) == NULL) {
-        return piplaunch_usage_error("unknown service '%s'; see the "
-                                     "list of services in --help.",
-                                     name);
+        piplaunch_list_services(name);
+        return PIPLAUNCH_EXIT_USAGE;
     }
     for (int i = 0; i < pl->child_count; i++) {
         if (strcmp(pl->children[i].name, name) == 0) {
@@ -243,6 +268,20 @@ piplaunch_parse_option(piplaunch *pl, int argc, char **argv, int *i)
         }
         return 0;
     }
+    if (strcmp(arg, "--no-gate") == 0) {
+        pl->gate_port = 0;
+        return 0;
+    }
+    if (strncmp(arg, "--gate-port", 11) == 0 &&
+        (value = piplaunch_option_value("--gate-port", argc, argv, i)) !=
+            NULL) {
+        if (!piplaunch_parse_port(value, &pl->gate_port)) {
+            return piplaunch_usage_error(
+                "invalid --gate-port '%s': expected a port from 1 to 65534.",
+                value);
+        }
+        return 0;
+    }
     if (strncmp(arg, "--log-level", 11) == 0 &&
         (value = piplaunch_option_value("--log-level", argc, argv, i)) !=
             NULL) {
@@ -255,9 +294,11 @@ piplaunch_parse_option(piplaunch *pl, int argc, char **argv, int *i)
         pl->log_level = value;
         return 0;
     }
-    return piplaunch_usage_error("unknown option, or option without a "
-                                 "value: '%s'.",
-                                 arg);
+    if (strcmp(arg, "--data") == 0 || strcmp(arg, "--port") == 0 ||
+        strcmp(arg, "--gate-port") == 0 || strcmp(arg, "--log-level") == 0) {
+        return piplaunch_usage_error("option %s needs a value.", arg);
+    }
+    return piplaunch_usage_error("unknown option '%s'.", arg);
 }
 
 static int
@@ -267,6 +308,7 @@ piplaunch_parse_args(piplaunch *pl, int argc, char **argv)
 
     pl->data_dir = PIPLAUNCH_DEFAULT_DATA;
     pl->port = PIPLAUNCH_DEFAULT_PORT;
+    pl->gate_port = PIPLAUNCH_DEFAULT_GATE_PORT;
     pl->children[pl->child_count++].name = "discovery";
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] == '-') {
@@ -316,6 +358,14 @@ piplaunch_find_pipnode(piplaunch *pl)
                       pl->pipnode_path, strerror(errno));
         return PIPLAUNCH_EXIT_FAILED;
     }
+    snprintf(pl->pipgate_path, sizeof(pl->pipgate_path), "%s/pipgate",
+             pl->bin_dir);
+    if (pl->gate_port != 0 && access(pl->pipgate_path, X_OK) != 0) {
+        piplaunch_say("pipgate not found at %s (%s); build it, or run "
+                      "without the gateway with --no-gate.",
+                      pl->pipgate_path, strerror(errno));
+        return PIPLAUNCH_EXIT_FAILED;
+    }
     return 0;
 }
 
@@ -357,6 +407,13 @@ piplaunch_check_ports(const piplaunch *pl)
             return PIPLAUNCH_EXIT_FAILED;
         }
     }
+    if (pl->gate_port != 0 && !piplaunch_port_free(pl->gate_port)) {
+        piplaunch_say("port %d on 127.0.0.1 is already in use, so the "
+                      "gateway cannot listen there. Pick another with "
+                      "--gate-port N, or run without it with --no-gate.",
+                      pl->gate_port);
+        return PIPLAUNCH_EXIT_FAILED;
+    }
     return 0;
 }
 
@@ -391,10 +448,10 @@ piplaunch_build_env(piplaunch *pl)
 /* ---- children ---- */
 
 /*
- * Starts pipnode with argv in a child process.  The child gets its own
- * process group, so a Ctrl-C on the terminal reaches only piplaunch,
- * which stops the children in order, and it dies with piplaunch
- * (PR_SET_PDEATHSIG) if piplaunch is killed.
+ * Starts argv[0] (pipnode or pipgate) in a child process.  The child
+ * gets its own process group, so a Ctrl-C on the terminal reaches only
+ * piplaunch, which stops the children in order, and it dies with
+ * piplaunch (PR_SET_PDEATHSIG) if piplaunch is killed.
  */
 static int
 piplaunch_spawn(piplaunch *pl, piplaunch_child *child, char *const argv[])
@@ -417,7 +474,7 @@ piplaunch_spawn(piplaunch *pl, piplaunch_child *child, char *const argv[])
         }
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execve(pl->pipnode_path, argv, pl->child_env);
+        execve(argv[0], argv, pl->child_env);
         _exit(127);
     }
     child->pid = pid;
@@ -468,6 +525,36 @@ piplaunch_start_service(piplaunch *pl, piplaunch_child *child)
     argv[argc++] = data;
     argv[argc++] = "--listen=tcp://127.0.0.1:0";
     argv[argc++] = "--pub=tcp://127.0.0.1:0";
+    if (pl->log_level != NULL) {
+        snprintf(level, sizeof(level), "--log-level=%s", pl->log_level);
+        argv[argc++] = level;
+    }
+    argv[argc] = NULL;
+    return piplaunch_spawn(pl, child, argv);
+}
+
+/*
+ * Starts pipgate as the last child, once the services have registered,
+ * so that its first route lookup finds them all.
+ */
+static int
+piplaunch_start_gate(piplaunch *pl)
+{
+    piplaunch_child *child = &pl->children[pl->child_count++];
+    char listen[PIPLAUNCH_URL_MAX + 16];
+    char discovery[PIPLAUNCH_URL_MAX + 16];
+    char level[64];
+    char *argv[6];
+    int argc = 0;
+
+    child->name = "pipgate";
+    snprintf(listen, sizeof(listen), "--listen=http://127.0.0.1:%d",
+             pl->gate_port);
+    snprintf(discovery, sizeof(discovery), "--discovery=%s",
+             pl->discovery_url);
+    argv[argc++] = pl->pipgate_path;
+    argv[argc++] = listen;
+    argv[argc++] = discovery;
     if (pl->log_level != NULL) {
         snprintf(level, sizeof(level), "--log-level=%s", pl->log_level);
         argv[argc++] = level;
@@ -817,7 +904,12 @@ piplaunch_print_table(const piplaunch *pl)
     printf("%-12s %-8s %-30s %s\n", "SERVICE", "PID", "RPC", "PUB");
     for (int i = 1; i < pl->child_count; i++) {
         const piplaunch_child *child = &pl->children[i];
-        const char *pub =
+        const char *pub;
+
+        if (child->instance == NULL) {
+            continue; /* the gateway, shown below */
+        }
+        pub =
             json_string_value(json_object_get(child->instance, "pub"));
         char rpc[512];
 
@@ -825,6 +917,10 @@ piplaunch_print_table(const piplaunch *pl)
                             sizeof(rpc));
         printf("%-12s %-8d %-30s %s\n", child->name, (int)child->pid, rpc,
                pub ? pub : "-");
+    }
+    if (pl->gate_port != 0) {
+        printf("%-12s %-8d http://127.0.0.1:%d\n", "pipgate",
+               (int)pl->children[pl->child_count - 1].pid, pl->gate_port);
     }
     printf("\nTry:\n");
     if (pl->port != PIPLAUNCH_DEFAULT_PORT) {
@@ -837,6 +933,11 @@ piplaunch_print_table(const piplaunch *pl)
                "counter='{\"name\":\"demo.calls\",\"type\":4,"
                "\"count\":1}'\n",
                bin);
+    }
+    if (pl->gate_port != 0 && piplaunch_hosts(pl, "counters")) {
+        printf("  curl -s -X POST http://127.0.0.1:%d/v1/counters/"
+               "read_counters -d '{}'\n",
+               pl->gate_port);
     }
     printf("\nPress Ctrl-C to stop.\n");
     fflush(stdout);
@@ -878,6 +979,9 @@ piplaunch_start(piplaunch *pl, pip_client *client)
     }
     if (rv == 0) {
         rv = piplaunch_wait_ready(pl, client);
+    }
+    if (rv == 0 && pl->gate_port != 0) {
+        rv = piplaunch_start_gate(pl);
     }
     return rv;
 }
@@ -940,8 +1044,8 @@ main(int argc, char **argv)
     while (pip_services_all[service_count] != NULL) {
         service_count++;
     }
-    /* One child per service at most, plus discovery. */
-    pl.children = calloc((size_t)service_count + 1, sizeof(*pl.children));
+    /* One child per service at most, plus discovery and the gateway. */
+    pl.children = calloc((size_t)service_count + 2, sizeof(*pl.children));
     if (pl.children == NULL) {
         piplaunch_say("out of memory");
         return PIPLAUNCH_EXIT_FAILED;

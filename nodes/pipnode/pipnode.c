@@ -72,7 +72,7 @@ pipnode_help_requested(int argc, char **argv)
 static void
 pipnode_list_services(const char *name)
 {
-    fprintf(stderr, "pipnode: unknown service '%s'. Available:", name);
+    fprintf(stderr, "pipnode: Unknown service '%s'. Available:", name);
     for (int i = 0; pip_services_all[i] != NULL; i++) {
         fprintf(stderr, "%s %s", i > 0 ? "," : "", pip_services_all[i]->name);
     }
@@ -94,7 +94,7 @@ pipnode_add_services(pip_node *node, int argc, char **argv)
         const pip_service_def *def;
 
         if (argv[i][0] == '-') {
-            return pipnode_usage_error("unknown option '%s'.", argv[i]);
+            return pipnode_usage_error("Unknown option '%s'.", argv[i]);
         }
         def = pip_services_find(argv[i]);
         if (def == NULL) {
@@ -102,7 +102,7 @@ pipnode_add_services(pip_node *node, int argc, char **argv)
             return PIPNODE_EXIT_USAGE;
         }
         if (pip_node_add(node, def, &err) != PIP_OK) {
-            fprintf(stderr, "pipnode: failed to add service '%s': %s\n",
+            fprintf(stderr, "pipnode: Failed to add service '%s': %s\n",
                     argv[i], err.message);
             pip_error_fini(&err);
             return PIPNODE_EXIT_USAGE;
@@ -111,15 +111,40 @@ pipnode_add_services(pip_node *node, int argc, char **argv)
     return 0;
 }
 
+/*
+ * True when err is RocksDB refusing a store whose LOCK file another
+ * process holds, which is what a second network started from the same
+ * folder runs into.
+ */
+static bool
+pipnode_store_locked(const pip_error *err)
+{
+    const char *cause =
+        json_string_value(json_object_get(err->details, "cause"));
+
+    return strcmp(err->code, "STORE_OPEN_FAILED") == 0 && cause != NULL &&
+           strstr(cause, "/LOCK") != NULL;
+}
+
 /* Starts the node and serves calls until a stop signal. */
 static int
 pipnode_run(pip_node *node)
 {
     pip_error err;
+    const char *path;
 
     pip_error_init(&err);
-    /* pip_node_start logs why it failed, so only the status is left. */
+    /* pip_node_start logs why it failed, so only the status is left,
+     * and advice for the failure that a user can fix. */
     if (pip_node_start(node, &err) != PIP_OK) {
+        path = json_string_value(json_object_get(err.details, "path"));
+        if (pipnode_store_locked(&err) && path != NULL) {
+            fprintf(stderr,
+                    "pipnode: Data folder %s is in use by another process. "
+                    "Stop that process, or use --data DIR to give this node "
+                    "a folder of its own.\n",
+                    path);
+        }
         pip_error_fini(&err);
         return PIPNODE_EXIT_FAILED;
     }
@@ -149,13 +174,15 @@ main(int argc, char **argv)
         goto out;
     }
     if (argc < 2) {
-        status = pipnode_usage_error("%s", "no service named.");
+        status = pipnode_usage_error(
+            "%s", "No service named. Name the services to host, for example "
+                  "'pipnode counters settings'.");
         goto out;
     }
     pip_log_configure(pip_log_stderr, NULL, (pip_log_level)opt.log_level);
 
     if (pip_node_new(&opt, &node, &err) != PIP_OK) {
-        fprintf(stderr, "pipnode: failed to create the node: %s\n",
+        fprintf(stderr, "pipnode: Failed to create the node: %s\n",
                 err.message);
         status = PIPNODE_EXIT_FAILED;
         goto out;

@@ -33,6 +33,15 @@
  * the next one.  The last instance gets the rest of the call's timeout.
  */
 #define CLIENT_CONNECT_WAIT_MS 500
+/*
+ * How long a call waits for a connection whose dials are being refused.
+ * NNG keeps redialing in the background, so a node that is starting gets
+ * this long to come up, and a node that is down fails the call quickly
+ * instead of after the whole timeout.
+ */
+#define CLIENT_REFUSED_WAIT_MS 1000
+/* How often a waiting call looks at the dialer's failures after that. */
+#define CLIENT_DIAL_POLL_MS 100
 /* How long an instance that did not connect is tried without waiting. */
 #define CLIENT_DOWN_MS 2000
 /* Sockets that are unused and disconnected for this long are closed. */
@@ -54,6 +63,7 @@ struct client_endpoint {
     client_endpoint *next;
     pip_client *client;
     nng_socket sock;
+    nng_dialer dialer;
     int pipes;             /* connected pipes, counted by the notifier */
     int users;             /* calls using the socket now */
     int64_t down_until_ms; /* monotonic; see CLIENT_DOWN_MS */
@@ -77,6 +87,13 @@ struct pip_client {
     client_endpoint *endpoints;
     json_t *turns; /* service name -> next round-robin index */
 };
+
+/* The state of an endpoint's connection after a wait. */
+typedef enum client_link {
+    CLIENT_LINK_UP,      /* connected */
+    CLIENT_LINK_PENDING, /* no connection yet, and no dial failed */
+    CLIENT_LINK_REFUSED, /* dials were refused or failed */
+} client_link;
 
 /* What happened to one attempt of a call on one endpoint. */
 typedef enum client_outcome {
@@ -197,7 +214,7 @@ client_endpoint_open(pip_client *client, const char *url,
 
     /* Non-blocking, so that a node that is down now is dialed again in
      * the background by NNG until it comes up. */
-    rv = nng_dial(ep->sock, url, NULL, NNG_FLAG_NONBLOCK);
+    rv = nng_dial(ep->sock, url, &ep->dialer, NNG_FLAG_NONBLOCK);
     if (rv != 0) {
         nng_close(ep->sock);
         free(ep);
@@ -213,16 +230,14 @@ client_endpoint_open(pip_client *client, const char *url,
     return PIP_OK;
 }
 
-/* Waits until the endpoint has a connection or until_ms passes. */
+/* Waits on client->connected until ep has a pipe or until_ms passes.
+ * Call locked. */
 static bool
-client_wait_connected(pip_client *client, client_endpoint *ep,
-                      int64_t until_ms)
+client_wait_pipe(pip_client *client, client_endpoint *ep, int64_t until_ms)
 {
     struct timespec at;
     int64_t left_ms;
-    bool connected;
 
-    pthread_mutex_lock(&client->lock);
     while (ep->pipes == 0) {
         left_ms = until_ms - pip_mono_ms();
         if (left_ms <= 0) {
@@ -237,12 +252,83 @@ client_wait_connected(pip_client *client, client_endpoint *ep,
         }
         pthread_cond_timedwait(&client->connected, &client->lock, &at);
     }
-    connected = ep->pipes > 0;
-    if (!connected) {
-        ep->down_until_ms = pip_mono_ms() + CLIENT_DOWN_MS;
+    return ep->pipes > 0;
+}
+
+/*
+ * Counts the failed dials of ep and sets *refused when a peer refused one.
+ * A non-blocking nng_dial() reports no failure to its caller, because the
+ * dialer retries in the background, so the count comes from NNG's
+ * statistics of the dialer (nng 1.5.2 names them "refused", "timeout",
+ * "proto" and "other").  Returns 0 when NNG keeps no statistics.
+ */
+static uint64_t
+client_dial_failures(const client_endpoint *ep, bool *refused)
+{
+    static const char *const names[] = {"refused", "timeout", "proto",
+                                        "other", NULL};
+    nng_stat *all = NULL;
+    nng_stat *dialer;
+    nng_stat *stat;
+    uint64_t failures = 0;
+
+    *refused = false;
+    if (nng_stats_get(&all) != 0) {
+        return 0;
     }
+    dialer = nng_stat_find_dialer(all, ep->dialer);
+    for (int i = 0; dialer != NULL && names[i] != NULL; i++) {
+        stat = nng_stat_find(dialer, names[i]);
+        if (stat == NULL) {
+            continue;
+        }
+        failures += nng_stat_value(stat);
+        if (i == 0 && nng_stat_value(stat) > 0) {
+            *refused = true;
+        }
+    }
+    nng_stats_free(all);
+    return failures;
+}
+
+/*
+ * Waits until the endpoint has a connection or until_ms passes.  When
+ * its dials have failed, the wait ends after CLIENT_REFUSED_WAIT_MS with
+ * CLIENT_LINK_REFUSED, and *refused tells whether a peer refused them.
+ */
+static client_link
+client_wait_connected(pip_client *client, client_endpoint *ep,
+                      int64_t until_ms, bool *refused)
+{
+    int64_t check_ms = pip_mono_ms() + CLIENT_REFUSED_WAIT_MS;
+    client_link link = CLIENT_LINK_PENDING;
+    bool connected;
+
+    *refused = false;
+    for (;;) {
+        pthread_mutex_lock(&client->lock);
+        connected = client_wait_pipe(client, ep,
+                                     check_ms < until_ms ? check_ms
+                                                         : until_ms);
+        pthread_mutex_unlock(&client->lock);
+        if (connected) {
+            return CLIENT_LINK_UP;
+        }
+        if (pip_mono_ms() >= until_ms) {
+            break;
+        }
+        /* Read without the lock: NNG's pipe callbacks take it. */
+        if (client_dial_failures(ep, refused) > 0) {
+            link = CLIENT_LINK_REFUSED;
+            break;
+        }
+        check_ms = pip_mono_ms() + CLIENT_DIAL_POLL_MS;
+    }
+
+    pthread_mutex_lock(&client->lock);
+    ep->down_until_ms = pip_mono_ms() + CLIENT_DOWN_MS;
     pthread_mutex_unlock(&client->lock);
-    return connected;
+    return link;
 }
 
 /*
@@ -256,8 +342,9 @@ client_endpoint_close(pip_client *client, client_endpoint *ep)
         return;
     }
     if (pip_mono_ms() - ep->dialed_ms < CLIENT_DIAL_SETTLE_MS) {
-        client_wait_connected(client, ep,
-                              ep->dialed_ms + CLIENT_DIAL_SETTLE_MS);
+        pthread_mutex_lock(&client->lock);
+        client_wait_pipe(client, ep, ep->dialed_ms + CLIENT_DIAL_SETTLE_MS);
+        pthread_mutex_unlock(&client->lock);
     }
     nng_close(ep->sock);
     free(ep);
@@ -549,6 +636,39 @@ client_reply_decode(const pip_client *client, client_call *call,
 }
 
 /*
+ * Reports a call that never left because url has no connection.  The
+ * detail "cause" is "connection refused", "dial failed" or "not
+ * connected", so that a program can explain it to its user.
+ */
+static int
+client_not_sent(const client_call *call, const char *url, client_link link,
+                bool refused, pip_error *err)
+{
+    const char *cause = "not connected";
+
+    if (link == CLIENT_LINK_REFUSED && refused) {
+        cause = "connection refused";
+        pip_error_set(err, PIP_E_UNAVAILABLE, "CONNECTION_FAILED",
+                      "Call %s was not sent, because %s refused the "
+                      "connection.",
+                      call->method, url);
+    } else if (link == CLIENT_LINK_REFUSED) {
+        cause = "dial failed";
+        pip_error_set(err, PIP_E_UNAVAILABLE, "CONNECTION_FAILED",
+                      "Call %s was not sent, because dialing %s failed.",
+                      call->method, url);
+    } else {
+        pip_error_set(err, PIP_E_UNAVAILABLE, "CONNECTION_FAILED",
+                      "Call %s was not sent, because no connection to %s "
+                      "was made in time.",
+                      call->method, url);
+    }
+    client_detail(err, "url", json_string(url));
+    client_detail(err, "cause", json_string(cause));
+    return PIP_E_UNAVAILABLE;
+}
+
+/*
  * Makes one attempt of call on ep, waiting up to connect_until_ms for a
  * connection first.  *outcome shows the caller whether another
  * instance may be tried.
@@ -560,16 +680,14 @@ client_attempt(pip_client *client, client_endpoint *ep, client_call *call,
 {
     nng_msg *request = NULL;
     nng_msg *reply = NULL;
+    client_link link;
+    bool refused;
     int rv;
 
     *outcome = CLIENT_NOT_SENT;
-    if (!client_wait_connected(client, ep, connect_until_ms)) {
-        pip_error_set(err, PIP_E_UNAVAILABLE, "CONNECTION_FAILED",
-                      "Call %s was not sent, because %s is not connected",
-                      call->method, ep->url);
-        client_detail(err, "url", json_string(ep->url));
-        client_detail(err, "cause", json_string("not connected"));
-        return PIP_E_UNAVAILABLE;
+    link = client_wait_connected(client, ep, connect_until_ms, &refused);
+    if (link != CLIENT_LINK_UP) {
+        return client_not_sent(call, ep->url, link, refused, err);
     }
 
     rv = client_request_build(call, &request, err);
@@ -656,7 +774,8 @@ client_no_instance(const pip_client *client, const client_call *call,
 {
     pip_error_set(err, PIP_E_UNAVAILABLE, "SERVICE_NOT_FOUND",
                   "No instance of service %s is registered with discovery "
-                  "at %s",
+                  "at %s. Run `pipcall list` to see the registered "
+                  "services.",
                   call->service, client->discovery_url);
     client_detail(err, "service", json_string(call->service));
     client_detail(err, "discovery_url", json_string(client->discovery_url));
@@ -726,25 +845,39 @@ client_call_instances(pip_client *client, client_call *call,
     return client_no_reachable_url(client, call, err);
 }
 
-/* Restates a failed resolve in terms of the call, keeping the code. */
+/*
+ * Restates a failed resolve in terms of the call, keeping the code, and
+ * the url and cause of a connection failure.
+ */
 static int
 client_resolve_failed(const pip_client *client, const client_call *call,
                       int rv, pip_error *err)
 {
     char code[PIP_CODE_MAX];
-    char cause[PIP_MESSAGE_MAX];
+    char message[PIP_MESSAGE_MAX];
+    json_t *url;
+    json_t *cause;
 
     if (err == NULL) {
         return rv;
     }
     snprintf(code, sizeof(code), "%s", err->code);
-    snprintf(cause, sizeof(cause), "%s", err->message);
+    snprintf(message, sizeof(message), "%s", err->message);
+    url = json_incref(json_object_get(err->details, "url"));
+    cause = json_incref(json_object_get(err->details, "cause"));
+    if (cause == NULL) {
+        cause = json_string(message);
+    }
+
     pip_error_set(err, rv, code,
                   "Failed to resolve service %s through discovery at %s: %s",
-                  call->service, client->discovery_url, cause);
+                  call->service, client->discovery_url, message);
     client_detail(err, "service", json_string(call->service));
     client_detail(err, "discovery_url", json_string(client->discovery_url));
-    client_detail(err, "cause", json_string(cause));
+    if (url != NULL) {
+        client_detail(err, "url", url);
+    }
+    client_detail(err, "cause", cause);
     return rv;
 }
 
@@ -800,6 +933,30 @@ client_call_discovered(pip_client *client, client_call *call, pip_error *err)
 
 /* ---- the public functions ---- */
 
+/*
+ * True for "service.command" with both names made of a-z, 0-9 and _, the
+ * rule that nodes apply, so that a call through discovery fails the same
+ * way as a call to a fixed endpoint instead of resolving a service that
+ * cannot exist.
+ */
+static bool
+client_method_valid(const char *method, const char *dot, size_t len)
+{
+    if (dot == NULL || dot == method || dot[1] == '\0' ||
+        len >= PIP_METHOD_MAX) {
+        return false;
+    }
+    for (const char *p = method; *p != '\0'; p++) {
+        bool name_char = (*p >= 'a' && *p <= 'z') ||
+                         (*p >= '0' && *p <= '9') || *p == '_';
+
+        if (!name_char && p != dot) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int
 client_call_init(const pip_client *client, const char *method,
                  const json_t *args, const pip_meta *meta, client_call *call,
@@ -809,11 +966,11 @@ client_call_init(const pip_client *client, const char *method,
     size_t len = strlen(method);
 
     memset(call, 0, sizeof(*call));
-    if (dot == NULL || dot == method || dot[1] == '\0' ||
-        len >= PIP_METHOD_MAX) {
+    if (!client_method_valid(method, dot, len)) {
         pip_error_set(err, PIP_E_BAD_REQUEST, "INVALID_METHOD",
-                      "Invalid method \"%.*s\": expected service.command of "
-                      "at most %d bytes",
+                      "Invalid method \"%.*s\". Expected service.command of "
+                      "at most %d bytes, with both names made of a-z, 0-9 "
+                      "and _.",
                       PIP_METHOD_MAX, method, PIP_METHOD_MAX - 1);
         client_detail(err, "method", json_string(method));
         return PIP_E_BAD_REQUEST;

@@ -64,6 +64,9 @@ struct pip_service {
     pthread_mutex_t timers_mtx;
     pip__timer *timers;
     bool timers_running;
+
+    pthread_mutex_t config_mtx;
+    json_t *config_warned; /* keys whose typed read fell back, logged */
 };
 
 struct pip_call {

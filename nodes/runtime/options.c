@@ -509,6 +509,26 @@ config_flatten(options_parser *p, const char *name, const char *path,
 }
 
 static int
+config_load_failed(pip_error *err, const char *name, const char *path,
+                   const json_error_t *jerr)
+{
+    if (jerr->line < 1) {
+        /* jansson reports a file it cannot open with line -1. */
+        pip_error_set(err, PIP_E_BAD_REQUEST, "INVALID_OPTION",
+                      "Cannot read %s file '%.200s': %s.", name, path,
+                      jerr->text);
+    } else {
+        pip_error_set(err, PIP_E_BAD_REQUEST, "INVALID_OPTION",
+                      "Invalid JSON in %s file '%.200s': %s (line %d, "
+                      "column %d).",
+                      name, path, jerr->text, jerr->line, jerr->column);
+    }
+    pip_error_detail(err, "option", json_string(name));
+    pip_error_detail(err, "value", json_string(path));
+    return PIP_E_BAD_REQUEST;
+}
+
+static int
 apply_config(options_parser *p, const char *name, const char *value,
              pip_error *err)
 {
@@ -518,12 +538,7 @@ apply_config(options_parser *p, const char *name, const char *value,
 
     root = json_load_file(value, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        pip_error_set(err, PIP_E_BAD_REQUEST, "INVALID_OPTION",
-                      "Cannot read %s file '%.200s': %s (line %d).", name,
-                      value, jerr.text, jerr.line);
-        pip_error_detail(err, "option", json_string(name));
-        pip_error_detail(err, "value", json_string(value));
-        return PIP_E_BAD_REQUEST;
+        return config_load_failed(err, name, value, &jerr);
     }
     if (!json_is_object(root)) {
         json_decref(root);

@@ -154,19 +154,47 @@ pip_service_config(pip_service *svc, const char *key)
     return NULL;
 }
 
+/*
+ * Logs that the value of key did not parse as the expected type, once per
+ * key and service: services read some settings on every call, and one
+ * line is enough to show the mistake.
+ */
+static void
+config_warn_fallback(pip_service *svc, const char *key, const char *text,
+                     const char *expected, const char *fallback)
+{
+    bool first;
+
+    pthread_mutex_lock(&svc->config_mtx);
+    first = json_object_get(svc->config_warned, key) == NULL;
+    if (first) {
+        json_object_set_new(svc->config_warned, key, json_true());
+    }
+    pthread_mutex_unlock(&svc->config_mtx);
+    if (first) {
+        pip_log(PIP_LOG_WARN, svc->def->name, NULL,
+                "invalid setting %s.%s='%.100s': expected %s; using %s",
+                svc->def->name, key, text, expected, fallback);
+    }
+}
+
 int64_t
 pip_service_config_int(pip_service *svc, const char *key, int64_t fallback)
 {
     const char *text = pip_service_config(svc, key);
+    char shown[32];
     char *end = NULL;
     long long v;
 
-    if (text == NULL || text[0] == '\0' || isspace((unsigned char)text[0])) {
+    if (text == NULL) {
         return fallback;
     }
     errno = 0;
     v = strtoll(text, &end, 10);
-    if (errno != 0 || *end != '\0') {
+    if (text[0] == '\0' || isspace((unsigned char)text[0]) || errno != 0 ||
+        *end != '\0') {
+        snprintf(shown, sizeof(shown), "%lld", (long long)fallback);
+        config_warn_fallback(svc, key, text, "an integer", shown);
         return fallback;
     }
     return v;
@@ -176,15 +204,19 @@ double
 pip_service_config_double(pip_service *svc, const char *key, double fallback)
 {
     const char *text = pip_service_config(svc, key);
+    char shown[32];
     char *end = NULL;
     double v;
 
-    if (text == NULL || text[0] == '\0' || isspace((unsigned char)text[0])) {
+    if (text == NULL) {
         return fallback;
     }
     errno = 0;
     v = strtod(text, &end);
-    if (errno != 0 || *end != '\0') {
+    if (text[0] == '\0' || isspace((unsigned char)text[0]) || errno != 0 ||
+        *end != '\0') {
+        snprintf(shown, sizeof(shown), "%g", fallback);
+        config_warn_fallback(svc, key, text, "a number", shown);
         return fallback;
     }
     return v;
@@ -197,7 +229,10 @@ pip_service_config_bool(pip_service *svc, const char *key, bool fallback)
     static const char *const no[] = {"0", "false", "no", "off", NULL};
     const char *text = pip_service_config(svc, key);
 
-    for (int i = 0; text != NULL && yes[i] != NULL; i++) {
+    if (text == NULL) {
+        return fallback;
+    }
+    for (int i = 0; yes[i] != NULL; i++) {
         if (strcasecmp(text, yes[i]) == 0) {
             return true;
         }
@@ -205,7 +240,72 @@ pip_service_config_bool(pip_service *svc, const char *key, bool fallback)
             return false;
         }
     }
+    config_warn_fallback(svc, key, text,
+                         "true or false (also 1/0, yes/no, on/off)",
+                         fallback ? "true" : "false");
     return fallback;
+}
+
+/* True when the service's table lists key. */
+static bool
+config_key_known(const pip_config_key *table, const char *key)
+{
+    for (; table != NULL && table->key != NULL; table++) {
+        if (strcmp(table->key, key) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Writes the keys of table to out, separated by ", ". */
+static void
+config_list_keys(const pip_config_key *table, char *out, size_t size)
+{
+    size_t used = 0;
+    int n;
+
+    out[0] = '\0';
+    for (; table != NULL && table->key != NULL && used < size; table++) {
+        n = snprintf(out + used, size - used, "%s%s", used > 0 ? ", " : "",
+                     table->key);
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
+/*
+ * Warns about each node setting "<service>.<key>" whose key the service
+ * does not list, because the service would ignore it without a word
+ * (a typo such as counters.options.max_pagesize).
+ */
+static void
+config_check_settings(const pip_service *svc)
+{
+    const char *service = svc->def->name;
+    size_t prefix_len = strlen(service);
+    char known[512];
+    const char *name;
+    json_t *value;
+
+    json_object_foreach(svc->node->opt.settings, name, value) {
+        if (strncmp(name, service, prefix_len) != 0 ||
+            name[prefix_len] != '.' ||
+            config_key_known(svc->def->config, name + prefix_len + 1)) {
+            continue;
+        }
+        config_list_keys(svc->def->config, known, sizeof(known));
+        if (known[0] == '\0') {
+            pip_log(PIP_LOG_WARN, service, NULL,
+                    "unknown setting %s is ignored: service %s has no "
+                    "settings",
+                    name, service);
+        } else {
+            pip_log(PIP_LOG_WARN, service, NULL,
+                    "unknown setting %s is ignored; the settings of %s are: "
+                    "%s",
+                    name, service, known);
+        }
+    }
 }
 
 /* Timers */
@@ -738,7 +838,17 @@ pip__service_new(pip_node *node, const pip_service_def *def,
                              "Out of memory while adding service %s.",
                              def->name);
     }
+    svc->config_warned = json_object();
+    if (svc->config_warned == NULL) {
+        free(svc->stats);
+        free(svc);
+        return pip_error_set(err, PIP_E_INTERNAL, "OUT_OF_MEMORY",
+                             "Out of memory while adding service %s.",
+                             def->name);
+    }
     pthread_mutex_init(&svc->timers_mtx, NULL);
+    pthread_mutex_init(&svc->config_mtx, NULL);
+    config_check_settings(svc);
     *out = svc;
     return PIP_OK;
 }
@@ -751,6 +861,8 @@ pip__service_free(pip_service *svc)
     }
     pip__service_timers_stop(svc);
     pthread_mutex_destroy(&svc->timers_mtx);
+    pthread_mutex_destroy(&svc->config_mtx);
+    json_decref(svc->config_warned);
     free(svc->stats);
     free(svc);
 }

@@ -255,6 +255,7 @@ test_unknown_service_not_found(void **state)
                      PIP_E_UNAVAILABLE);
     assert_string_equal(err.code, "SERVICE_NOT_FOUND");
     assert_non_null(strstr(err.message, "nosuch"));
+    assert_non_null(strstr(err.message, "pipcall list"));
     assert_non_null(strstr(err.message, test_rpc_url(f->discovery)));
     assert_string_equal(
         json_string_value(json_object_get(err.details, "service")), "nosuch");
@@ -289,7 +290,11 @@ test_remote_error_passed_through(void **state)
 static void
 test_invalid_method_rejected(void **state)
 {
-    static const char *const methods[] = {"echo", ".whoami", "echo.", ""};
+    /* Names are lower case, as nodes require, so Echo.whoami fails here
+     * and does not become a search for a service named Echo. */
+    static const char *const methods[] = {"echo",         ".whoami", "echo.",
+                                          "",             "Echo.whoami",
+                                          "echo.who-ami", "echo.a.b"};
     client_fixture *f = *state;
     json_t *result = NULL;
     pip_error err;
@@ -495,6 +500,102 @@ test_discovery_unreachable_fails(void **state)
     pip_client_free(client);
 }
 
+/* The detail of err named key, or "" when it is missing. */
+static const char *
+test_detail(const pip_error *err, const char *key)
+{
+    const char *value = json_string_value(json_object_get(err->details, key));
+
+    return value != NULL ? value : "";
+}
+
+static void
+test_refused_endpoint_fails_fast(void **state)
+{
+    char url[64];
+    pip_client *client;
+    json_t *result = NULL;
+    pip_error err;
+    int64_t started_ms;
+    int64_t took_ms;
+
+    (void)state;
+    /* With the default timeout of 10 s, a refused connection still ends
+     * the call after about a second. */
+    test_dead_url(url, sizeof(url));
+    client = test_client_new(url, NULL, 0);
+    pip_error_init(&err);
+    started_ms = pip_mono_ms();
+    assert_int_equal(test_call(client, "echo.whoami", NULL, &result, &err),
+                     PIP_E_UNAVAILABLE);
+    took_ms = pip_mono_ms() - started_ms;
+    assert_true(took_ms >= 900);
+    assert_true(took_ms < 3000);
+    assert_string_equal(err.code, "CONNECTION_FAILED");
+    assert_string_equal(test_detail(&err, "cause"), "connection refused");
+    assert_string_equal(test_detail(&err, "url"), url);
+    assert_non_null(strstr(err.message, "refused"));
+    assert_null(result);
+    pip_error_fini(&err);
+    pip_client_free(client);
+}
+
+static void
+test_refused_discovery_fails_fast(void **state)
+{
+    char url[64];
+    pip_client *client;
+    json_t *result = NULL;
+    pip_error err;
+    int64_t started_ms;
+
+    (void)state;
+    test_dead_url(url, sizeof(url));
+    client = test_client_new(NULL, url, 0);
+    pip_error_init(&err);
+    started_ms = pip_mono_ms();
+    assert_int_equal(test_call(client, "echo.whoami", NULL, &result, &err),
+                     PIP_E_UNAVAILABLE);
+    assert_true(pip_mono_ms() - started_ms < 3000);
+    assert_string_equal(err.code, "CONNECTION_FAILED");
+    /* The resolve failure keeps the URL and the cause, so that a program
+     * can tell that discovery itself is down. */
+    assert_string_equal(test_detail(&err, "cause"), "connection refused");
+    assert_string_equal(test_detail(&err, "url"), url);
+    assert_string_equal(test_detail(&err, "service"), "echo");
+    pip_error_fini(&err);
+    pip_client_free(client);
+}
+
+static void
+test_endpoint_reached_after_refusal(void **state)
+{
+    char url[64];
+    test_node_config config = {.def = &echo_service, .listen = url};
+    test_node *node;
+    pip_client *client;
+    json_t *result = NULL;
+    json_t *label;
+    pip_error err;
+
+    (void)state;
+    /* A call that failed fast leaves the dialer redialing, so the node is
+     * reached once it listens, with no new client. */
+    test_dead_url(url, sizeof(url));
+    client = test_client_new(url, NULL, 0);
+    pip_error_init(&err);
+    assert_int_equal(test_call(client, "echo.whoami", NULL, &result, &err),
+                     PIP_E_UNAVAILABLE);
+    pip_error_fini(&err);
+
+    node = test_node_start(&config);
+    label = test_call_ok(client, "echo.whoami", NULL);
+    assert_true(json_is_string(label));
+    json_decref(label);
+    pip_client_free(client);
+    test_node_stop(node);
+}
+
 static void
 test_client_options_checked(void **state)
 {
@@ -557,6 +658,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_discovery_unreachable_fails,
                                         setup, teardown),
         cmocka_unit_test(test_client_options_checked),
+        cmocka_unit_test(test_refused_endpoint_fails_fast),
+        cmocka_unit_test(test_refused_discovery_fails_fast),
+        cmocka_unit_test(test_endpoint_reached_after_refusal),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

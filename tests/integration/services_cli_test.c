@@ -920,12 +920,139 @@ test_error_exit_status(void **state)
     json_decref(e);
 
     e = CLI_CALL_FAIL("SERVICE_NOT_FOUND", "nosuchservice.ping");
+    assert_non_null(strstr(json_str(e, "message"), "pipcall list"));
+    json_decref(e);
+
+    /* Method names are lower case, through discovery as on the node. */
+    e = CLI_CALL_FAIL("INVALID_METHOD", "Counters.Ping");
     json_decref(e);
 
     /* Usage errors exit 2. */
     assert_int_equal(CLI_EXIT_CODE("settings.get_section_by_id", "id=a",
                                    "id=b"), 2);
     assert_int_equal(CLI_EXIT_CODE("--no-such-option", "counters.ping"), 2);
+}
+
+/* ---- messages that tell the user what to do --------------------------- */
+
+/* Runs pipcall with args; the caller checks and finis *out. */
+static void
+cli_run(harness_output *out, const char *const *args)
+{
+    assert_int_equal(harness_pipcall(cli_harness, out, args), 0);
+}
+#define CLI_RUN(out, ...) cli_run((out), (const char *const[]){__VA_ARGS__, NULL})
+
+/* Asserts that stderr contains needle, showing stderr when not. */
+static void
+assert_err_contains(const harness_output *out, const char *needle)
+{
+    if (strstr(out->err, needle) == NULL) {
+        fail_msg("stderr lacks '%s': %s", needle, out->err);
+    }
+}
+
+static void
+test_quoting_hint(void **state)
+{
+    harness_output out;
+
+    (void)state;
+    CLI_RUN(&out, "settings.get_section_by_id", "id=123");
+    assert_int_equal(out.exit_code, 1);
+    assert_err_contains(&out, "\"INVALID_DATA\"");
+    assert_err_contains(&out, "id=123 was sent as a number");
+    assert_err_contains(&out, "quote it: id='\"123\"'");
+    harness_output_fini(&out);
+
+    /* A value that the user wrote as JSON gets no hint. */
+    CLI_RUN(&out, "counters.write_counter",
+            "counter={\"name\":5,\"type\":4}");
+    assert_int_equal(out.exit_code, 1);
+    assert_null(strstr(out.err, "Hint"));
+    harness_output_fini(&out);
+}
+
+static void
+test_invalid_json_values(void **state)
+{
+    static const char *const values[] = {
+        "counter={\"name\":\"cli.j\"", "counter=[1,", "counter=\"open",
+        "counter=1e400", "counter=99999999999999999999", "counter=012",
+    };
+    harness_output out;
+    json_t *section;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        CLI_RUN(&out, "counters.write_counter", values[i]);
+        if (out.exit_code != 2) {
+            fail_msg("%s exited %d, expected 2: %s", values[i], out.exit_code,
+                     out.err);
+        }
+        assert_err_contains(&out, "(line 1, column");
+        harness_output_fini(&out);
+    }
+
+    /* Dates and versions do not look like numbers, so they stay strings. */
+    section = CLI_CALL_OK("settings.set_section", "id=1.2.3",
+                          "parameters={\"day\":\"x\"}");
+    json_decref(section);
+    section = CLI_CALL_OK("settings.get_section_by_id", "id=1.2.3");
+    assert_json_equal_text(section, "{\"day\":\"x\"}");
+    json_decref(section);
+    section = CLI_CALL_OK("settings.get_section_by_id", "id=2026-01-31");
+    json_decref(section);
+}
+
+static void
+test_unreachable_network_advice(void **state)
+{
+    char url[64];
+    harness_output out;
+    int64_t started_ms;
+    json_t *e;
+
+    (void)state;
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", harness_free_port());
+
+    /* Refused at once, so it fails long before the 5 s timeout. */
+    started_ms = pip_mono_ms();
+    CLI_RUN(&out, "--discovery", url, "list");
+    assert_true(pip_mono_ms() - started_ms < 3000);
+    assert_int_equal(out.exit_code, 1);
+    assert_err_contains(&out, url);
+    assert_err_contains(&out, "Is the network running?");
+    assert_err_contains(&out, "PIP_DISCOVERY");
+    e = harness_parse_error_json(out.err);
+    assert_non_null(e);
+    assert_string_equal(json_str(e, "code"), "CONNECTION_FAILED");
+    json_decref(e);
+    harness_output_fini(&out);
+
+    CLI_RUN(&out, "--discovery", url, "counters.ping");
+    assert_int_equal(out.exit_code, 1);
+    assert_err_contains(&out, "Is the network running?");
+    harness_output_fini(&out);
+
+    /* sub names what failed, not the call it makes internally. */
+    CLI_RUN(&out, "--discovery", url, "sub", "settings.", "--count", "1");
+    assert_int_equal(out.exit_code, 1);
+    assert_err_contains(&out, "Cannot subscribe");
+    assert_err_contains(&out, "Is the network running?");
+    assert_null(strstr(out.err, "node.describe"));
+    harness_output_fini(&out);
+
+    CLI_RUN(&out, "--endpoint", url, "counters.ping");
+    assert_int_equal(out.exit_code, 1);
+    assert_err_contains(&out, "--endpoint");
+    harness_output_fini(&out);
+
+    /* A URL without a scheme is a usage error. */
+    CLI_RUN(&out, "--discovery", "127.0.0.1:4100", "list");
+    assert_int_equal(out.exit_code, 2);
+    assert_err_contains(&out, "Expected a URL such as tcp://127.0.0.1:4100");
+    harness_output_fini(&out);
 }
 
 /* ---- the C client ----------------------------------------------------- */
@@ -1079,6 +1206,9 @@ main(void)
         cmocka_unit_test(test_logging_filters),
         cmocka_unit_test(test_logging_paging),
         cmocka_unit_test(test_error_exit_status),
+        cmocka_unit_test(test_quoting_hint),
+        cmocka_unit_test(test_invalid_json_values),
+        cmocka_unit_test(test_unreachable_network_advice),
         cmocka_unit_test(test_client_calls),
         cmocka_unit_test(test_clear_commands),
         cmocka_unit_test(test_node_stops_cleanly),

@@ -695,6 +695,63 @@ test_start_and_stop_logged(void **state)
     assert_non_null(strstr(captured_log, "stopped"));
 }
 
+/* Counts the lines of captured_log that contain needle. */
+static int
+captured_count(const char *needle)
+{
+    int count = 0;
+
+    for (const char *p = strstr(captured_log, needle); p != NULL;
+         p = strstr(p + 1, needle)) {
+        count++;
+    }
+    return count;
+}
+
+static void
+test_bad_settings_logged(void **state)
+{
+    node_fixture *f = fixture_new();
+    int64_t number;
+
+    json_object_set_new(f->options.settings, "demo.options.greeting",
+                        json_string("abc"));
+    json_object_set_new(f->options.settings, "demo.options.greting",
+                        json_string("1"));
+    json_object_set_new(f->options.settings, "other.options.x",
+                        json_string("1"));
+    captured_log[0] = '\0';
+    pip_log_configure(capture_log_line, NULL, PIP_LOG_WARN);
+    fixture_start(f);
+
+    /* The typed read falls back every time, and logs it once. */
+    number = pip_service_config_int(demo_service, "options.greeting", 7);
+    assert_int_equal(number, 7);
+    number = pip_service_config_int(demo_service, "options.greeting", 7);
+    assert_int_equal(number, 7);
+    assert_true(pip_service_config_double(demo_service, "options.greeting",
+                                          2.5) == 2.5);
+    assert_true(pip_service_config_bool(demo_service, "options.greeting",
+                                        true));
+    /* A missing key is no mistake, so it is not logged. */
+    number = pip_service_config_int(demo_service, "options.missing", 3);
+    assert_int_equal(number, 3);
+
+    *state = f;
+    fixture_teardown(state);
+    pip_log_configure(NULL, NULL, PIP_LOG_INFO);
+
+    assert_int_equal(
+        captured_count("invalid setting demo.options.greeting='abc'"), 1);
+    assert_int_equal(captured_count("options.missing"), 0);
+    assert_int_equal(captured_count("unknown setting demo.options.greting"),
+                     1);
+    assert_non_null(strstr(captured_log, "are: options.greeting"));
+    /* Settings of services that this node does not host are not its
+     * business. */
+    assert_int_equal(captured_count("other.options.x"), 0);
+}
+
 /* Resolves name on the discovery node until count instances are live,
  * for at most 3 s.  Returns the instances (new reference). */
 static json_t *
@@ -807,6 +864,7 @@ main(void)
         NODE_TEST(test_wait_returns_on_sigterm),
         cmocka_unit_test(test_node_registers_with_discovery),
         cmocka_unit_test(test_start_and_stop_logged),
+        cmocka_unit_test(test_bad_settings_logged),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

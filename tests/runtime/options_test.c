@@ -419,6 +419,27 @@ test_bad_config_files_rejected(void **state)
 }
 
 static void
+test_config_errors_located(void **state)
+{
+    options_fixture *f = *state;
+    const char *words[] = {"--config", NULL, NULL};
+    static const char *const missing[] = {
+        "--config", "/nonexistent/pip-config.json", NULL};
+
+    /* A file that cannot be opened has no line to show. */
+    assert_int_equal(options_parse(f, missing), PIP_E_BAD_REQUEST);
+    assert_null(strstr(f->err.message, "line"));
+    assert_non_null(strstr(f->err.message, "No such file"));
+    pip_error_fini(&f->err);
+
+    options_write_config(f, "{\"logging\":\n {\"options\": }}");
+    words[1] = f->config_path;
+    assert_int_equal(options_parse(f, words), PIP_E_BAD_REQUEST);
+    assert_non_null(strstr(f->err.message, "line 2, column"));
+    pip_error_fini(&f->err);
+}
+
+static void
 test_help_lists_every_flag(void **state)
 {
     static const char *const flags[] = {
@@ -477,6 +498,7 @@ main(void)
         OPTIONS_TEST(test_missing_value_rejected),
         OPTIONS_TEST(test_bad_env_names_variable),
         OPTIONS_TEST(test_bad_config_files_rejected),
+        OPTIONS_TEST(test_config_errors_located),
         OPTIONS_TEST(test_help_lists_every_flag),
     };
 
