@@ -46,12 +46,39 @@ schema_fail(pip_error *err, const proto_path *path, const char *expected)
     return PIP_E_BAD_REQUEST;
 }
 
+/* The JSON type of a received value, for error messages. */
+static const char *
+schema_received_name(const json_t *value)
+{
+    switch (json_typeof(value)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a real number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}
+
 static int
-schema_fail_type(pip_error *err, const proto_path *path, const char *expected)
+schema_fail_type(pip_error *err, const proto_path *path, const char *expected,
+                 const json_t *received)
 {
     pip_error_set(err, PIP_E_BAD_REQUEST, "INVALID_DATA",
-                  "Invalid argument '%s': expected %s.",
-                  schema_path_name(path), expected);
+                  "Invalid argument '%s': expected %s, received %s.",
+                  schema_path_name(path), expected,
+                  schema_received_name(received));
+    pip_error_detail(err, "received",
+                     json_string(schema_received_name(received)));
     return schema_fail(err, path, expected);
 }
 
@@ -136,7 +163,7 @@ schema_check_string(const pip_field *field, const json_t *value,
     size_t chars;
 
     if (!json_is_string(value)) {
-        return schema_fail_type(err, path, "string");
+        return schema_fail_type(err, path, "string", value);
     }
     chars = schema_utf8_length(json_string_value(value),
                                json_string_length(value));
@@ -156,7 +183,7 @@ schema_check_integer(const pip_field *field, json_t *value,
         d = json_real_value(value);
         *replace = json_integer((json_int_t)d);
     } else {
-        return schema_fail_type(err, path, "integer");
+        return schema_fail_type(err, path, "integer", value);
     }
     return schema_check_bounds(field, d, NULL, path, err);
 }
@@ -166,7 +193,7 @@ schema_check_number(const pip_field *field, const json_t *value,
                     const proto_path *path, pip_error *err)
 {
     if (!json_is_number(value)) {
-        return schema_fail_type(err, path, "number");
+        return schema_fail_type(err, path, "number", value);
     }
     return schema_check_bounds(field, json_number_value(value), NULL, path,
                                err);
@@ -207,7 +234,7 @@ schema_check_object(const pip_field *field, json_t *value, proto_path *path,
     int rv;
 
     if (!json_is_object(value)) {
-        return schema_fail_type(err, path, pip_type_name(field->type));
+        return schema_fail_type(err, path, pip_type_name(field->type), value);
     }
     rv = schema_check_bounds(field, (double)json_object_size(value),
                              " entries", path, err);
@@ -246,7 +273,7 @@ schema_check_array(const pip_field *field, json_t *value, proto_path *path,
     int rv;
 
     if (!json_is_array(value)) {
-        return schema_fail_type(err, path, "array");
+        return schema_fail_type(err, path, "array", value);
     }
     rv = schema_check_bounds(field, (double)json_array_size(value), " items",
                              path, err);
@@ -268,13 +295,13 @@ schema_check_filter(json_t *value, proto_path *path, pip_error *err)
     json_t *item;
 
     if (!json_is_object(value)) {
-        return schema_fail_type(err, path, "filter");
+        return schema_fail_type(err, path, "filter", value);
     }
     json_object_foreach(value, key, item)
     {
         if (json_is_object(item) || json_is_array(item)) {
             proto_path_key(path, key, strlen(key));
-            schema_fail_type(err, path, "string, number or boolean");
+            schema_fail_type(err, path, "string, number or boolean", item);
             proto_path_restore(path, path_len);
             return PIP_E_BAD_REQUEST;
         }
@@ -359,7 +386,7 @@ schema_check_paging_key(json_t *paging, const char *key, bool is_flag,
     if (normal == NULL) {
         proto_path_key(path, key, strlen(key));
         schema_fail_type(err, path,
-                         is_flag ? "boolean" : "non-negative integer");
+                         is_flag ? "boolean" : "non-negative integer", value);
         proto_path_restore(path, path_len);
         return PIP_E_BAD_REQUEST;
     }
@@ -375,7 +402,7 @@ schema_check_paging(json_t *value, proto_path *path, pip_error *err)
     int rv;
 
     if (!json_is_object(value)) {
-        return schema_fail_type(err, path, "paging");
+        return schema_fail_type(err, path, "paging", value);
     }
     rv = schema_check_paging_key(value, "skip", false, path, err);
     if (rv == PIP_OK) {
@@ -405,8 +432,9 @@ schema_check_value(const pip_field *field, json_t *value, proto_path *path,
     case PIP_T_NUMBER:
         return schema_check_number(field, value, path, err);
     case PIP_T_BOOLEAN:
-        return json_is_boolean(value) ? PIP_OK
-                                      : schema_fail_type(err, path, "boolean");
+        return json_is_boolean(value)
+                   ? PIP_OK
+                   : schema_fail_type(err, path, "boolean", value);
     case PIP_T_DATETIME:
         return schema_check_datetime(value, path, replace, err);
     case PIP_T_OBJECT:
@@ -419,7 +447,7 @@ schema_check_value(const pip_field *field, json_t *value, proto_path *path,
     case PIP_T_PAGING:
         return schema_check_paging(value, path, err);
     }
-    return schema_fail_type(err, path, "a known schema type");
+    return schema_fail_type(err, path, "a known schema type", value);
 }
 
 /* Checks one field of obj, and removes it when it is optional and null. */
@@ -467,7 +495,7 @@ pip_schema_validate(const pip_field *schema, json_t *args, pip_error *err)
     proto_path path = PROTO_PATH_INIT;
 
     if (!json_is_object(args)) {
-        return schema_fail_type(err, &path, "object");
+        return schema_fail_type(err, &path, "object", args);
     }
     if (schema == NULL) {
         return PIP_OK;

@@ -66,7 +66,7 @@ struct pip_service {
     bool timers_running;
 
     pthread_mutex_t config_mtx;
-    json_t *config_warned; /* keys whose typed read fell back, logged */
+    json_t *config_warned; /* keys whose invalid value was logged */
 };
 
 struct pip_call {

@@ -156,8 +156,7 @@ pip_service_config(pip_service *svc, const char *key)
 
 /*
  * Logs that the value of key did not parse as the expected type, once per
- * key and service: services read some settings on every call, and one
- * line is enough to show the mistake.
+ * key and service, because services read some settings on every call.
  */
 static void
 config_warn_fallback(pip_service *svc, const char *key, const char *text,

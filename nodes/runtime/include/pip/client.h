@@ -39,7 +39,9 @@ void pip_client_free(pip_client *client);
 /*
  * Calls method ("service.command") with args (NULL for none) and waits for
  * the reply.  Thread-safe; blocks up to the timeout (meta->timeout_ms
- * when set, else the client's).  On success *result is a new reference or
+ * when set, else the client's), but a node that refuses the connection
+ * fails the call about 1 s after the wait for it began, with the
+ * detail "cause" set to "connection refused".  On success *result is a new reference or
  * NULL for a nil result.  Errors: the remote error as sent, or
  * PIP_E_TIMEOUT (TIMEOUT), PIP_E_UNAVAILABLE (SERVICE_NOT_FOUND,
  * CONNECTION_FAILED), PIP_E_BAD_REQUEST (INVALID_RESPONSE).

@@ -78,7 +78,8 @@ void pip_service_set_state(pip_service *svc, void *state);
  * Reads a configuration value: the node's setting "<service>.<key>" when
  * given (flag --set or config file), else the default from the table.
  * Returns NULL when neither exists.  The typed forms return fallback when
- * the value is missing or does not parse as that type.
+ * the value is missing or does not parse as that type, and log a warning
+ * naming the key and the value the first time a key does not parse.
  */
 const char *pip_service_config(pip_service *svc, const char *key);
 int64_t pip_service_config_int(pip_service *svc, const char *key,
