@@ -71,38 +71,7 @@ static const char pipcall_help[] =
     "printed as\n"
     "JSON on stderr), 2 for a usage error.\n";
 
-int
-pipcall_usage_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "pipcall: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun 'pipcall --help' for usage.\n");
-    return PIPCALL_EXIT_USAGE;
-}
-
 /* ---- command line ---- */
-
-/* Parses a decimal integer in [min, max].  Returns false for "12abc". */
-static bool
-pipcall_parse_number(const char *text, long long min, long long max,
-                     long long *out)
-{
-    char *end;
-    long long value;
-
-    errno = 0;
-    value = strtoll(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || value < min ||
-        value > max) {
-        return false;
-    }
-    *out = value;
-    return true;
-}
 
 /*
  * Reads the value of option `name` from "--name=value" or from the next
@@ -139,7 +108,7 @@ pipcall_set_timeout(pipcall_options *opt, const char *value)
 {
     long long ms;
 
-    if (!pipcall_parse_number(value, 1, UINT32_MAX, &ms)) {
+    if (!cli_parse_int(value, 1, UINT32_MAX, &ms)) {
         return pipcall_usage_error(
             "Invalid --timeout '%s'. Expected milliseconds, 1 or more.",
             value);
@@ -152,7 +121,7 @@ pipcall_set_timeout(pipcall_options *opt, const char *value)
 static int
 pipcall_set_count(pipcall_options *opt, const char *value)
 {
-    if (!pipcall_parse_number(value, 1, INT64_MAX, &opt->count)) {
+    if (!cli_parse_int(value, 1, INT64_MAX, &opt->count)) {
         return pipcall_usage_error(
             "Invalid --count '%s'. Expected a number of events, 1 or more.",
             value);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cli.h"
 #include "pip/client.h"
 #include "pip/error.h"
 
@@ -33,8 +34,9 @@ typedef struct pipcall_options {
 
 /* Prints "pipcall: <message>" and a pointer to --help on stderr, and
  * returns PIPCALL_EXIT_USAGE. */
-int pipcall_usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
+#define pipcall_usage_error(...)                                             \
+    cli_usage_error("pipcall", "Run 'pipcall --help' for usage.",           \
+                    PIPCALL_EXIT_USAGE, __VA_ARGS__)
 
 /* Prints value as JSON (NULL as null), indented unless compact. */
 void pipcall_print_json(FILE *out, const json_t *value, bool compact);

@@ -20,11 +20,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli.h"
 #include "pip/log.h"
 #include "pipgate.h"
 
 #define PIPGATE_EXIT_FAILED 1
 #define PIPGATE_EXIT_USAGE 2
+
+/* Prints a usage error and returns the exit status for it. */
+#define pipgate_usage_error(...)                                             \
+    cli_usage_error("pipgate", "Run 'pipgate --help' for usage.",           \
+                    PIPGATE_EXIT_USAGE, __VA_ARGS__)
 
 static const char pipgate_help[] =
     "Usage: pipgate [options]\n"
@@ -54,40 +60,7 @@ static const char pipgate_help[] =
     "info)\n"
     "  --help                print this help and exit\n";
 
-static int pipgate_usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static int
-pipgate_usage_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "pipgate: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun 'pipgate --help' for usage.\n");
-    return PIPGATE_EXIT_USAGE;
-}
-
 /* ---- command line ---- */
-
-static bool
-pipgate_parse_number(const char *text, unsigned long long min,
-                     unsigned long long max, unsigned long long *out)
-{
-    char *end;
-    unsigned long long value;
-
-    errno = 0;
-    value = strtoull(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' ||
-        value < min || value > max) {
-        return false;
-    }
-    *out = value;
-    return true;
-}
 
 /*
  * Reads the value of option `name` from "--name=value" or from the next
@@ -114,12 +87,12 @@ pipgate_option_value(const char *name, int argc, char **argv, int *i)
 
 typedef struct pipgate_number_option {
     const char *name;
-    unsigned long long min;
-    unsigned long long max;
+    long long min;
+    long long max;
 } pipgate_number_option;
 
 static const pipgate_number_option pipgate_number_options[] = {
-    {"--max-body-bytes", 1, 256ULL * 1024 * 1024},
+    {"--max-body-bytes", 1, 256LL * 1024 * 1024},
     {"--max-concurrent", 1, 65536},
     {"--workers", 1, 1024},
     {"--timeout-ms", 1, 3600000},
@@ -154,17 +127,17 @@ pipgate_parse_number_option(pipgate_options *opt, int argc, char **argv,
     for (int k = 0; pipgate_number_options[k].name != NULL; k++) {
         const pipgate_number_option *o = &pipgate_number_options[k];
         const char *value = pipgate_option_value(o->name, argc, argv, i);
-        unsigned long long number;
+        long long number;
 
         if (value == NULL) {
             continue;
         }
-        if (!pipgate_parse_number(value, o->min, o->max, &number)) {
+        if (!cli_parse_int(value, o->min, o->max, &number)) {
             return pipgate_usage_error("invalid %s '%s': expected a whole "
-                                       "number from %llu to %llu.",
+                                       "number from %lld to %lld.",
                                        o->name, value, o->min, o->max);
         }
-        pipgate_set_number(opt, k, number);
+        pipgate_set_number(opt, k, (unsigned long long)number);
         return 0;
     }
     return 1;

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "pip/client.h"
 #include "pip/log.h"
 #include "pip/time.h"
@@ -38,6 +39,11 @@ extern char **environ;
 
 #define PIPLAUNCH_EXIT_FAILED 1
 #define PIPLAUNCH_EXIT_USAGE 2
+
+/* Prints a usage error and returns the exit status for it. */
+#define piplaunch_usage_error(...)                                           \
+    cli_usage_error("piplaunch", "Run 'piplaunch --help' for usage.",       \
+                    PIPLAUNCH_EXIT_USAGE, __VA_ARGS__)
 #define PIPLAUNCH_DEFAULT_PORT 4100
 #define PIPLAUNCH_DEFAULT_DATA "./pipdata"
 /* Time for every node to start and register, generous enough for a
@@ -133,22 +139,6 @@ piplaunch_print_help(void)
 /* ---- command line ---- */
 
 /* Prints a usage error and returns the exit status for it. */
-static int piplaunch_usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static int
-piplaunch_usage_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "piplaunch: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun 'piplaunch --help' for usage.\n");
-    return PIPLAUNCH_EXIT_USAGE;
-}
-
 static bool
 piplaunch_parse_port(const char *text, int *port)
 {

@@ -13,12 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "pip/log.h"
 #include "pip/node.h"
 #include "services.h"
 
 #define PIPNODE_EXIT_FAILED 1
 #define PIPNODE_EXIT_USAGE 2
+
+/* Prints a usage error and returns the exit status for it. */
+#define pipnode_usage_error(...)                                             \
+    cli_usage_error("pipnode",                                               \
+                    "Run 'pipnode --help' for the services and options.",    \
+                    PIPNODE_EXIT_USAGE, __VA_ARGS__)
 
 static void
 pipnode_print_help(FILE *out)
@@ -35,23 +42,6 @@ pipnode_print_help(FILE *out)
     }
     fprintf(out, "\nOptions:\n%s", pip_node_options_help());
     fprintf(out, "  --help\n      Print this help and exit.\n");
-}
-
-/* Prints a usage error and returns the exit status for it. */
-static int pipnode_usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static int
-pipnode_usage_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "pipnode: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun 'pipnode --help' for the services and options.\n");
-    return PIPNODE_EXIT_USAGE;
 }
 
 static bool
