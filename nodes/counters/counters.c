@@ -59,9 +59,9 @@ static const pip_field counters_counter_item = {
 
 /* The original's schema misspelled "filter", and ours spells it right. */
 static const pip_field counters_read_args[] = {
-    {"filter", PIP_T_FILTER, false, 0, 0, NULL, NULL,
-     "search, type, name, name_starts, name_ends, group, counter"},
-    {"paging", PIP_T_PAGING, false, 0, 0, NULL, NULL, "skip, take, total"},
+    PIP_FIELD_FILTER(
+        "search, type, name, name_starts, name_ends, group, counter"),
+    PIP_FIELD_PAGING,
     PIP_FIELDS_END,
 };
 

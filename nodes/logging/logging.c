@@ -83,16 +83,15 @@ static const pip_field logging_message_item = {
     0,         logging_message_fields, NULL, "a log message"};
 
 static const pip_field logging_read_args[] = {
-    {"filter", PIP_T_FILTER, false, 0, 0, NULL, NULL,
-     "search, level, max_level, from_time, to_time, source, errors_only"},
-    {"paging", PIP_T_PAGING, false, 0, 0, NULL, NULL, "skip, take, total"},
+    PIP_FIELD_FILTER(
+        "search, level, max_level, from_time, to_time, source, errors_only"),
+    PIP_FIELD_PAGING,
     PIP_FIELDS_END,
 };
 
 static const pip_field logging_read_errors_args[] = {
-    {"filter", PIP_T_FILTER, false, 0, 0, NULL, NULL,
-     "search, level, max_level, from_time, to_time, source"},
-    {"paging", PIP_T_PAGING, false, 0, 0, NULL, NULL, "skip, take, total"},
+    PIP_FIELD_FILTER("search, level, max_level, from_time, to_time, source"),
+    PIP_FIELD_PAGING,
     PIP_FIELDS_END,
 };
 

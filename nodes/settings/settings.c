@@ -37,8 +37,8 @@ typedef struct settings_change {
 } settings_change;
 
 static const pip_field settings_list_args[] = {
-    {"filter", PIP_T_FILTER, false, 0, 0, NULL, NULL, "search, id, id_starts"},
-    {"paging", PIP_T_PAGING, false, 0, 0, NULL, NULL, "skip, take, total"},
+    PIP_FIELD_FILTER("search, id, id_starts"),
+    PIP_FIELD_PAGING,
     PIP_FIELDS_END,
 };
 

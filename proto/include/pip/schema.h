@@ -50,6 +50,13 @@ struct pip_field {
 /* The entry that ends a schema. */
 #define PIP_FIELDS_END {NULL, PIP_T_ANY, false, 0, 0, NULL, NULL, NULL}
 
+/* The optional `filter` and `paging` arguments of a list command; keys
+ * names the filter keys the command reads, for describe. */
+#define PIP_FIELD_FILTER(keys)                                               \
+    {"filter", PIP_T_FILTER, false, 0, 0, NULL, NULL, keys}
+#define PIP_FIELD_PAGING                                                     \
+    {"paging", PIP_T_PAGING, false, 0, 0, NULL, NULL, "skip, take, total"}
+
 /*
  * Validates args (a JSON object) against schema.  Date-time fields are
  * rewritten in canonical form and null optional fields are removed.
