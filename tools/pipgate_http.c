@@ -535,29 +535,16 @@ pipgate_run_openapi(pipgate_job *job, pip_error *err)
     json_decref(doc);
 }
 
-static bool
-pipgate_stopping(pipgate *gate)
-{
-    bool stopping;
-
-    pthread_mutex_lock(&gate->mutex);
-    stopping = gate->stopping;
-    pthread_mutex_unlock(&gate->mutex);
-    return stopping;
-}
-
 static void
 pipgate_run(pipgate_job *job)
 {
     pip_error err;
 
+    /* An admitted job runs even when the gateway started stopping while it
+     * was queued: the client was accepted, and the call's deadline bounds
+     * the wait for it. */
     pip_error_init(&err);
-    if (pipgate_stopping(job->gate)) {
-        pip_error_set(&err, PIP_E_UNAVAILABLE, "SHUTTING_DOWN",
-                      "The gateway is stopping; retry on another one.");
-        pipgate_job_finish_error(job, &err,
-                                 NNG_HTTP_STATUS_SERVICE_UNAVAILABLE);
-    } else if (job->kind == PIPGATE_CALL) {
+    if (job->kind == PIPGATE_CALL) {
         pipgate_run_call(job, &err);
     } else if (job->kind == PIPGATE_DESCRIBE) {
         pipgate_run_describe(job, &err);
@@ -1005,11 +992,10 @@ pipgate_stop_workers(pipgate *gate)
 void
 pipgate_http_stop(pipgate *gate)
 {
-    /* New requests get 503 from here on.  Each request in flight ends
-     * within its deadline (body read and call are both bounded), and
-     * queued ones get 503 at once, so this wait ends.  The
-     * server must stop only after that, because it waits for every
-     * handler aio to finish. */
+    /* New requests get 503 from here on.  Each admitted request, queued or
+     * running, ends within its deadline (body read and call are both
+     * bounded), so this wait ends.  The server must stop only after that,
+     * because it waits for every handler aio to finish. */
     pthread_mutex_lock(&gate->mutex);
     gate->stopping = true;
     while (gate->in_flight > 0) {
