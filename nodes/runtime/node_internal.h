@@ -153,6 +153,16 @@ PIP__HIDDEN int pip__dispatch(pip_node *node, pip_request *req,
                               int64_t received_ms, json_t **result,
                               pip_error *err);
 
+/*
+ * Whether req may run on a thread that must not block, such as an NNG
+ * callback: true when it names a built-in command (ping, describe,
+ * health, statistics), which reads only memory, or a service or command
+ * that does not exist, which only gets an error reply.  Handlers of a
+ * service's own commands may block on their store, so they give false.
+ */
+PIP__HIDDEN bool pip__dispatch_inline_ok(pip_node *node,
+                                         const pip_request *req);
+
 /* node.c */
 
 PIP__HIDDEN pip_service *pip__node_find_service(pip_node *node,

@@ -3,13 +3,16 @@
  * socket that sends events.
  *
  * The rep socket has `contexts` NNG contexts, each with its own aio and a
- * small state machine: receiving -> queued -> sending -> receiving.  The
- * aio callback runs on NNG's threads, which should not block, so it only
- * queues a received message.  A bounded pool of worker threads decodes
- * the batch and dispatches each request, because handlers may block on
- * RocksDB.  The worker then sends the reply on the same context.  The queue is
- * a list threaded through the contexts, so it never holds more than `contexts`
- * entries.
+ * small state machine: receiving -> (queued ->) running -> sending ->
+ * receiving.  The aio callback runs on NNG's threads, which must not
+ * block.  The built-in commands (ping, describe, health, statistics) read
+ * only memory, so the callback runs a message made of them alone and sends
+ * the reply itself.  A worker hand-off would cost two thread wake-ups,
+ * more than the command.  Any other message is queued for a
+ * bounded pool of worker threads, because handlers may block on RocksDB;
+ * the worker runs the batch and sends the reply on the same context.  The
+ * queue is a list threaded through the contexts, so it never holds more
+ * than `contexts` entries.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,7 @@ typedef enum server_ctx_state {
     CTX_IDLE = 0,
     CTX_RECEIVING,
     CTX_QUEUED,
+    CTX_RUNNING,
     CTX_SENDING,
     CTX_STOPPED,
 } server_ctx_state;
@@ -57,15 +61,27 @@ struct pip__server {
     pthread_t *workers;
     int n_workers;
 
+    /*
+     * mtx guards the queue and workers_stop, and is the mutex of both
+     * condition variables.  busy, stopping, closing and in_nng are
+     * atomics, so a call takes no lock unless it is queued.
+     * A thread that drops busy or in_nng to 0 while the server stops
+     * takes mtx to broadcast idle_cv.  The waiter reads the count under
+     * mtx, so the wake-up cannot be lost.
+     * A caller raises a counter before it reads the flag, and the waiter
+     * sets the flag before it reads the counter.  With sequentially
+     * consistent atomics, either the caller sees the flag or the waiter
+     * sees the count.
+     */
     pthread_mutex_t mtx;
     pthread_cond_t work_cv; /* the queue has work, or workers stop */
     pthread_cond_t idle_cv; /* busy or in_nng dropped to 0 */
     server_ctx *queue_head;
     server_ctx *queue_tail;
-    int busy;      /* requests received, reply not yet sent */
-    bool stopping; /* no receive is armed again */
-    bool closing;  /* no nng_ctx_send or nng_ctx_recv starts */
-    int in_nng;    /* threads inside nng_ctx_send or _recv */
+    atomic_int busy;      /* requests received, reply not yet sent */
+    atomic_bool stopping; /* no receive is armed again */
+    atomic_bool closing;  /* no nng_ctx_send or nng_ctx_recv starts */
+    atomic_int in_nng;    /* threads inside nng_ctx_send or _recv */
     bool workers_stop;
     bool quiesced;    /* pip__server_quiesce() ran */
 };
@@ -154,7 +170,6 @@ server_enqueue(pip__server *srv, server_ctx *c)
         srv->queue_head = c;
     }
     srv->queue_tail = c;
-    srv->busy++;
     pthread_cond_signal(&srv->work_cv);
     pthread_mutex_unlock(&srv->mtx);
 }
@@ -171,6 +186,7 @@ server_dequeue(pip__server *srv)
     }
     c = srv->workers_stop ? NULL : srv->queue_head;
     if (c != NULL) {
+        c->state = CTX_RUNNING;
         srv->queue_head = c->next;
         if (srv->queue_head == NULL) {
             srv->queue_tail = NULL;
@@ -188,29 +204,32 @@ server_dequeue(pip__server *srv)
  * of its contexts, even after the aio completed.  So every such call is
  * counted, and the socket is closed only once none is running.
  */
-static bool
-server_nng_enter(pip__server *srv)
+static void
+server_wake_idle(pip__server *srv)
 {
-    bool open;
-
     pthread_mutex_lock(&srv->mtx);
-    open = !srv->closing;
-    if (open) {
-        srv->in_nng++;
-    }
+    pthread_cond_broadcast(&srv->idle_cv);
     pthread_mutex_unlock(&srv->mtx);
-    return open;
 }
 
 static void
 server_nng_leave(pip__server *srv)
 {
-    pthread_mutex_lock(&srv->mtx);
-    srv->in_nng--;
-    if (srv->in_nng == 0 && srv->closing) {
-        pthread_cond_broadcast(&srv->idle_cv);
+    if (atomic_fetch_sub(&srv->in_nng, 1) == 1 &&
+        atomic_load(&srv->closing)) {
+        server_wake_idle(srv);
     }
-    pthread_mutex_unlock(&srv->mtx);
+}
+
+static bool
+server_nng_enter(pip__server *srv)
+{
+    atomic_fetch_add(&srv->in_nng, 1);
+    if (atomic_load(&srv->closing)) {
+        server_nng_leave(srv);
+        return false;
+    }
+    return true;
 }
 
 static void
@@ -232,23 +251,33 @@ static void
 server_request_done(server_ctx *c)
 {
     pip__server *srv = c->srv;
-    bool stopping;
+    int left = atomic_fetch_sub(&srv->busy, 1) - 1;
 
-    pthread_mutex_lock(&srv->mtx);
-    srv->busy--;
-    stopping = srv->stopping;
-    if (stopping) {
+    if (atomic_load(&srv->stopping)) {
         c->state = CTX_STOPPED;
-        if (srv->busy == 0) {
-            pthread_cond_broadcast(&srv->idle_cv);
+        if (left == 0) {
+            server_wake_idle(srv);
         }
+        return;
     }
-    pthread_mutex_unlock(&srv->mtx);
-
-    if (!stopping) {
-        server_arm_recv(c);
-    }
+    server_arm_recv(c);
 }
+
+/*
+ * Counts a received request as busy until its reply is sent.  Returns
+ * false once the server stops: the stores may close at any moment then,
+ * so the request goes to the queue, where the workers or the final
+ * cleanup deal with it.
+ */
+static bool
+server_request_begin(pip__server *srv)
+{
+    atomic_fetch_add(&srv->busy, 1);
+    return !atomic_load(&srv->stopping);
+}
+
+static bool server_batch_inline_ok(server_ctx *c);
+static void server_process(server_ctx *c);
 
 static void
 server_on_recv(server_ctx *c)
@@ -268,6 +297,11 @@ server_on_recv(server_ctx *c)
     }
     c->msg = nng_aio_get_msg(c->aio);
     c->received_ms = pip_mono_ms();
+    if (server_request_begin(c->srv) && server_batch_inline_ok(c)) {
+        c->state = CTX_RUNNING;
+        server_process(c);
+        return;
+    }
     server_enqueue(c->srv, c);
 }
 
@@ -288,7 +322,8 @@ server_on_sent(server_ctx *c)
     server_request_done(c);
 }
 
-/* Runs on NNG's threads: it must not block, so handlers never run here. */
+/* Runs on NNG's threads: it must not block, so handlers of a service's
+ * own commands never run here. */
 static void
 server_ctx_cb(void *arg)
 {
@@ -389,6 +424,46 @@ server_run_batch(server_ctx *c)
         offset += consumed;
     } while (offset < len);
     return 0;
+}
+
+/*
+ * Whether every request of c->msg may run on an NNG thread (see
+ * pip__dispatch_inline_ok).  Bytes that do not decode only get an error
+ * reply, so they do not stop a message from running inline.  This decodes
+ * the requests a second time; for the small built-in calls that costs
+ * less than the hand-off it saves.
+ */
+static bool
+server_batch_inline_ok(server_ctx *c)
+{
+    const pip_limits *lim = &c->srv->node->opt.limits;
+    const uint8_t *body = nng_msg_body(c->msg);
+    size_t len = nng_msg_len(c->msg);
+    size_t offset = 0;
+    uint32_t count = 0;
+    pip_request req;
+    pip_error err;
+    bool ok = true;
+
+    pip_request_init(&req);
+    pip_error_init(&err);
+    while (ok && offset < len && count < lim->max_batch) {
+        size_t consumed = 0;
+        bool msgid_known = false;
+
+        if (pip_request_decode(body + offset, len - offset, lim, &req,
+                               &consumed, &msgid_known, &err) == PIP_OK) {
+            ok = pip__dispatch_inline_ok(c->srv->node, &req);
+        }
+        pip_error_fini(&err);
+        if (consumed == 0) {
+            break;
+        }
+        offset += consumed;
+        count++;
+    }
+    pip_request_fini(&req);
+    return ok;
 }
 
 /* Puts the reply into the request's message, reusing its buffer. */
@@ -580,6 +655,10 @@ pip__server_start(pip_node *node, pip__server **out, pip_error *err)
         return server_no_memory(err);
     }
     srv->node = node;
+    atomic_init(&srv->busy, 0);
+    atomic_init(&srv->stopping, false);
+    atomic_init(&srv->closing, false);
+    atomic_init(&srv->in_nng, 0);
     pthread_mutex_init(&srv->mtx, NULL);
     pthread_cond_init(&srv->work_cv, NULL);
     pip__cond_init_monotonic(&srv->idle_cv);
@@ -611,14 +690,14 @@ server_drain(pip__server *srv)
     int left;
 
     pip__timespec_after_ms(&deadline, PIP__DRAIN_TIMEOUT_MS);
+    atomic_store(&srv->stopping, true);
     pthread_mutex_lock(&srv->mtx);
-    srv->stopping = true;
-    while (srv->busy > 0) {
+    while (atomic_load(&srv->busy) > 0) {
         if (pthread_cond_timedwait(&srv->idle_cv, &srv->mtx, &deadline) != 0) {
             break;
         }
     }
-    left = srv->busy;
+    left = atomic_load(&srv->busy);
     pthread_mutex_unlock(&srv->mtx);
     return left;
 }
@@ -772,9 +851,9 @@ pip__server_quiesce(pip__server *srv)
                 "their replies are lost",
                 left, PIP__DRAIN_TIMEOUT_MS);
     }
+    atomic_store(&srv->closing, true);
     pthread_mutex_lock(&srv->mtx);
-    srv->closing = true;
-    while (srv->in_nng > 0) {
+    while (atomic_load(&srv->in_nng) > 0) {
         pthread_cond_wait(&srv->idle_cv, &srv->mtx);
     }
     pthread_mutex_unlock(&srv->mtx);

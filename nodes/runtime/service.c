@@ -881,6 +881,21 @@ service_find_command(const pip_service *svc, const char *name)
     return -1;
 }
 
+bool
+pip__dispatch_inline_ok(pip_node *node, const pip_request *req)
+{
+    pip_service *svc = pip__node_find_service(node, req->service);
+    int index;
+
+    if (svc == NULL) {
+        return true; /* the reply is an UNKNOWN_SERVICE error */
+    }
+    index = service_find_command(svc, req->command);
+    /* The built-ins come after the service's own commands in the index
+     * space; they read only memory, never the store. */
+    return index < 0 || index >= svc->n_commands;
+}
+
 static int
 dispatch_unknown_service(const pip_request *req, pip_error *err)
 {

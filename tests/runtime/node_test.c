@@ -494,6 +494,128 @@ test_shutdown_answers_slow_call(void **state)
     assert_int_equal(atomic_load(&demo_timer_runs), runs);
 }
 
+/*
+ * With the one worker busy, built-in commands still reply at once because
+ * they run on NNG's threads.  A batch that also names a command of the service
+ * waits for the worker, and its replies stay in order.
+ */
+static void
+test_builtins_skip_busy_workers(void **state)
+{
+    node_fixture *f = fixture_new();
+    pip_response resp[FIXTURE_MAX_RESPONSES];
+    msgpack_sbuffer sbuf;
+    nng_socket quick;
+    nng_socket mixed;
+    int64_t start_ms;
+    int count;
+
+    *state = f;
+    f->options.workers = 1;
+    fixture_start(f);
+    quick = fixture_dial(f, FIXTURE_RECV_TIMEOUT_MS);
+    mixed = fixture_dial(f, FIXTURE_RECV_TIMEOUT_MS);
+
+    msgpack_sbuffer_init(&sbuf);
+    fixture_pack(&sbuf, 1, "demo.slow", NULL, NULL);
+    fixture_send(f->sock, sbuf.data, sbuf.size);
+    fixture_sleep_ms(20);
+    start_ms = pip_mono_ms();
+
+    msgpack_sbuffer_clear(&sbuf);
+    fixture_pack(&sbuf, 2, "demo.ping", NULL, NULL);
+    fixture_pack(&sbuf, 3, "node.statistics", NULL, NULL);
+    fixture_send(quick, sbuf.data, sbuf.size);
+    msgpack_sbuffer_clear(&sbuf);
+    fixture_pack(&sbuf, 4, "demo.ping", NULL, NULL);
+    fixture_pack(&sbuf, 5, "demo.echo", "{\"text\": \"queued\"}", NULL);
+    fixture_send(mixed, sbuf.data, sbuf.size);
+    msgpack_sbuffer_destroy(&sbuf);
+
+    count = fixture_recv(quick, resp, FIXTURE_MAX_RESPONSES);
+    assert_true(pip_mono_ms() - start_ms < DEMO_SLOW_MS - 50);
+    assert_int_equal(count, 2);
+    assert_false(resp[0].failed);
+    assert_false(resp[1].failed);
+    assert_int_equal(resp[1].msgid, 3);
+    fixture_free_responses(resp, count);
+
+    count = fixture_recv(mixed, resp, FIXTURE_MAX_RESPONSES);
+    assert_true(pip_mono_ms() - start_ms >= DEMO_SLOW_MS - 20);
+    assert_int_equal(count, 2);
+    assert_int_equal(resp[0].msgid, 4);
+    assert_string_equal(
+        json_string_value(json_object_get(resp[1].result, "text")), "queued");
+    fixture_free_responses(resp, count);
+
+    assert_int_equal(fixture_recv(f->sock, resp, 1), 1);
+    assert_false(resp[0].failed);
+    fixture_free_responses(resp, 1);
+    nng_close(quick);
+    nng_close(mixed);
+}
+
+#define PING_LOOP_MAX_CALLS 20000
+
+/* A client that pings until a call fails, at most PING_LOOP_MAX_CALLS
+ * times. */
+typedef struct ping_loop {
+    nng_socket sock;
+    const msgpack_sbuffer *request; /* packed on the test's thread */
+    pthread_t thread;
+    int replies;
+} ping_loop;
+
+static void *
+ping_loop_main(void *arg)
+{
+    ping_loop *loop = arg;
+
+    for (int i = 0; i < PING_LOOP_MAX_CALLS; i++) {
+        void *reply = NULL;
+        size_t len = 0;
+
+        if (nng_send(loop->sock, loop->request->data, loop->request->size,
+                     0) != 0 ||
+            nng_recv(loop->sock, &reply, &len, NNG_FLAG_ALLOC) != 0) {
+            break;
+        }
+        nng_free(reply, len);
+        loop->replies++;
+    }
+    return NULL;
+}
+
+/* Pings that run on NNG's threads while the node stops: the stop waits
+ * for them, and nothing they touch is freed under them. */
+static void
+test_shutdown_during_pings(void **state)
+{
+    node_fixture *f = *state;
+    ping_loop loops[3];
+    msgpack_sbuffer request;
+
+    msgpack_sbuffer_init(&request);
+    fixture_pack(&request, 7, "demo.ping", NULL, NULL);
+    for (int i = 0; i < 3; i++) {
+        loops[i].sock = fixture_dial(f, 1000);
+        loops[i].request = &request;
+        loops[i].replies = 0;
+        assert_int_equal(pthread_create(&loops[i].thread, NULL,
+                                        ping_loop_main, &loops[i]),
+                         0);
+    }
+    fixture_sleep_ms(100);
+    pip_node_free(f->node);
+    f->node = NULL;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(loops[i].thread, NULL);
+        assert_true(loops[i].replies > 0);
+        nng_close(loops[i].sock);
+    }
+    msgpack_sbuffer_destroy(&request);
+}
+
 static void
 test_setting_overrides_default(void **state)
 {
@@ -855,6 +977,9 @@ main(void)
         NODE_TEST(test_events_reach_subscriber),
         NODE_TEST(test_timer_runs_until_close),
         NODE_TEST(test_shutdown_answers_slow_call),
+        cmocka_unit_test_teardown(test_builtins_skip_busy_workers,
+                                  fixture_teardown),
+        NODE_TEST(test_shutdown_during_pings),
         cmocka_unit_test(test_setting_overrides_default),
         NODE_TEST(test_default_setting_used),
         NODE_TEST(test_add_rejects_bad_services),
