@@ -708,10 +708,6 @@ static const pip_field discovery_name_args[] = {
     PIP_FIELDS_END,
 };
 
-static const pip_field discovery_no_args[] = {
-    PIP_FIELDS_END,
-};
-
 static const pip_command discovery_commands[] = {
     {"register", discovery_register, discovery_register_args,
      "the instance with instance_id, lease_ms and times",
@@ -724,7 +720,7 @@ static const pip_command discovery_commands[] = {
     {"resolve", discovery_resolve, discovery_name_args,
      "array of instances sorted by instance_id",
      "Returns the live instances of one service"},
-    {"list", discovery_list, discovery_no_args,
+    {"list", discovery_list, NULL,
      "array of instances sorted by name, then instance_id",
      "Returns every live instance"},
     {NULL, NULL, NULL, NULL, NULL},

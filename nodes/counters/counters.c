@@ -77,10 +77,6 @@ static const pip_field counters_write_counters_args[] = {
     PIP_FIELDS_END,
 };
 
-static const pip_field counters_no_args[] = {
-    PIP_FIELDS_END,
-};
-
 static counters_state *
 counters_state_of(pip_call *call)
 {
@@ -542,7 +538,7 @@ static const pip_command counters_commands[] = {
      "the merged counter", "Merges one counter into the stored one."},
     {"write_counters", counters_write_counters, counters_write_counters_args,
      "nil", "Merges several counters, one after another."},
-    {"clear", counters_clear, counters_no_args, "nil",
+    {"clear", counters_clear, NULL, "nil",
      "Deletes every counter."},
     {NULL, NULL, NULL, NULL, NULL},
 };

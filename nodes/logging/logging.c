@@ -109,10 +109,6 @@ static const pip_field logging_write_messages_args[] = {
     PIP_FIELDS_END,
 };
 
-static const pip_field logging_no_args[] = {
-    PIP_FIELDS_END,
-};
-
 static logging_state *
 logging_state_of(pip_call *call)
 {
@@ -647,7 +643,7 @@ static const pip_command logging_commands[] = {
      "Stores one message; Fatal and Error also go to errors."},
     {"write_messages", logging_write_messages, logging_write_messages_args,
      "nil", "Stores several messages together."},
-    {"clear", logging_clear, logging_no_args, "nil",
+    {"clear", logging_clear, NULL, "nil",
      "Deletes every message; errors are kept."},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -152,18 +152,17 @@ node_builtin_statistics(pip_call *call, json_t *args, json_t **result)
     return *result != NULL ? PIP_OK : node_no_memory(pip_call_error(call));
 }
 
-static const pip_field node_no_args[] = {{.name = NULL}};
 
 static const pip_command node_builtins[] = {
-    {"ping", pip__builtin_ping, node_no_args, "nil",
+    {"ping", pip__builtin_ping, NULL, "nil",
      "Does nothing; measures the round trip to the node."},
-    {"describe", node_builtin_describe, node_no_args,
+    {"describe", node_builtin_describe, NULL,
      "{node, host, pid, uptime_ms, rpc, pub, services: [describe]}",
      "Lists the services that the node hosts, with their commands."},
-    {"health", node_builtin_health, node_no_args,
+    {"health", node_builtin_health, NULL,
      "{status, uptime_ms, node, services}",
      "Reports that the node runs and which services it hosts."},
-    {"statistics", node_builtin_statistics, node_no_args,
+    {"statistics", node_builtin_statistics, NULL,
      "{node, uptime_ms, services: {name: statistics}}",
      "Returns the call statistics of every hosted service."},
     {NULL, NULL, NULL, NULL, NULL},

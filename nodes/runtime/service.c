@@ -29,8 +29,6 @@ struct pip__timer {
     pip__timer *next;
 };
 
-static const pip_field service_no_args[] = {{.name = NULL}};
-
 /* Accessors */
 
 const pip_service_def *
@@ -586,8 +584,7 @@ pip__service_statistics(pip_service *svc)
 static json_t *
 describe_command(const pip_command *cmd)
 {
-    json_t *args =
-        pip_schema_describe(cmd->args ? cmd->args : service_no_args);
+    json_t *args = pip_schema_describe(cmd->args);
 
     if (args == NULL) {
         return NULL;
@@ -712,14 +709,14 @@ builtin_statistics(pip_call *call, json_t *args, json_t **result)
 }
 
 static const pip_command service_builtins[] = {
-    {"ping", pip__builtin_ping, service_no_args, "nil",
+    {"ping", pip__builtin_ping, NULL, "nil",
      "Does nothing; measures the round trip."},
-    {"describe", builtin_describe, service_no_args,
+    {"describe", builtin_describe, NULL,
      "name, version, route, doc, commands, config, events",
      "Lists the commands with their argument schemas."},
-    {"health", builtin_health, service_no_args, "{status, uptime_ms, service}",
+    {"health", builtin_health, NULL, "{status, uptime_ms, service}",
      "Reports that the service runs."},
-    {"statistics", builtin_statistics, service_no_args,
+    {"statistics", builtin_statistics, NULL,
      "{service, uptime_ms, commands: {name: {calls, errors, avg_us, "
      "max_us, p50_us, p99_us}}}",
      "Counts and times the calls of each command since start."},
@@ -958,7 +955,7 @@ dispatch_run(pip_service *svc, const pip_command *cmd, pip_request *req,
         }
     }
 
-    rv = pip_schema_validate(cmd->args ? cmd->args : service_no_args,
+    rv = pip_schema_validate(cmd->args,
                              req->args, err);
     if (rv != PIP_OK) {
         return rv;

@@ -43,7 +43,7 @@ typedef int (*pip_handler_fn)(pip_call *call, json_t *args,
 typedef struct pip_command {
     const char *name;         /* "read_counters"; NULL ends a table */
     pip_handler_fn handler;
-    const pip_field *args;    /* schema, ended by a field with NULL name */
+    const pip_field *args;    /* schema ended by a NULL name; NULL: none */
     const char *result;       /* what the result is, for describe */
     const char *doc;          /* one line */
 } pip_command;
