@@ -7,8 +7,7 @@
 #ifndef DISCOVERY_FIXTURE_H
 #define DISCOVERY_FIXTURE_H
 
-/* nftw() is an X/Open function; include this header first. */
-#define _XOPEN_SOURCE 700
+#include "test_util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -59,16 +58,6 @@ test_sleep_ms(long ms)
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
     nanosleep(&ts, NULL);
-}
-
-static inline int
-test_remove_entry(const char *path, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 /* Keeps the test output to warnings and errors. */
@@ -153,7 +142,7 @@ test_node_stop(test_node *n)
     }
     pip_node_free(n->node);
     pip_node_options_fini(&n->options);
-    nftw(n->dir, test_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_util_remove_tree(n->dir);
     free(n);
 }
 

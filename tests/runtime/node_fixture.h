@@ -8,8 +8,7 @@
 #ifndef NODE_FIXTURE_H
 #define NODE_FIXTURE_H
 
-/* nftw() is an X/Open extension. */
-#define _XOPEN_SOURCE 700
+#include "test_util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -199,22 +198,6 @@ typedef struct node_fixture {
     uint64_t next_msgid;
 } node_fixture;
 
-static int
-fixture_remove_entry(const char *path, const struct stat *sb, int flag,
-                     struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void
-fixture_remove_dir(const char *dir)
-{
-    nftw(dir, fixture_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Creates the fixture with default options; call fixture_start next. */
 static node_fixture *
 fixture_new(void)
@@ -245,7 +228,7 @@ fixture_teardown(void **state)
     nng_close(f->sock);
     pip_node_free(f->node);
     pip_node_options_fini(&f->options);
-    fixture_remove_dir(f->dir);
+    test_util_remove_tree(f->dir);
     free(f);
     return 0;
 }

@@ -713,7 +713,7 @@ test_start_fails_on_busy_port(void **state)
     pip_node_free(node);
 
     pip_node_options_fini(&second->options);
-    fixture_remove_dir(second->dir);
+    test_util_remove_tree(second->dir);
     free(second);
     fixture_expect_alive(f, f->sock);
 }
@@ -737,7 +737,7 @@ test_start_fails_on_bad_url(void **state)
     pip_node_free(node);
 
     pip_node_options_fini(&f->options);
-    fixture_remove_dir(f->dir);
+    test_util_remove_tree(f->dir);
     free(f);
 }
 
@@ -947,7 +947,7 @@ test_node_registers_with_discovery(void **state)
 
     pip_node_free(discovery);
     pip_node_options_fini(&disc->options);
-    fixture_remove_dir(disc->dir);
+    test_util_remove_tree(disc->dir);
     free(disc);
     pip_error_fini(&err);
 }

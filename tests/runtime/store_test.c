@@ -2,8 +2,7 @@
  * Tests of the RocksDB store against a real database in a temporary
  * folder, removed at the end of each test.
  */
-/* nftw() is an X/Open extension. */
-#define _XOPEN_SOURCE 700
+#include "test_util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,16 +29,6 @@ typedef struct fixture {
 } fixture;
 
 static const char *const item_fields[] = {"color", "size", "flag", NULL};
-
-static int
-remove_entry(const char *path, const struct stat *sb, int type,
-             struct FTW *ftw)
-{
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
 
 static void
 open_store(fixture *f)
@@ -81,7 +70,7 @@ teardown(void **state)
     fixture *f = *state;
 
     close_store(f);
-    nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_util_remove_tree(f->dir);
     free(f);
     return 0;
 }
@@ -993,7 +982,7 @@ sync_option_writes(void **state)
     json_decref(got);
     pip_store_close(st);
     pip_error_fini(&err);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_util_remove_tree(dir);
 }
 
 int

@@ -7,10 +7,7 @@
 #ifndef SERVICE_FIXTURE_H
 #define SERVICE_FIXTURE_H
 
-/* nftw() is an X/Open extension. */
-#ifndef _XOPEN_SOURCE
-#define _XOPEN_SOURCE 700
-#endif
+#include "test_util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,16 +35,6 @@ typedef struct fixture {
     pip_node_options options;
     pip_node *node;
 } fixture;
-
-static inline int
-fixture_remove_entry(const char *path, const struct stat *sb, int flag,
-                     struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static inline void
 fixture_sleep_ms(long ms)
@@ -130,7 +117,7 @@ static inline void
 fixture_free(fixture *f)
 {
     fixture_node_stop(f);
-    nftw(f->dir, fixture_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_util_remove_tree(f->dir);
     json_decref(f->settings);
     free(f);
 }
