@@ -38,6 +38,7 @@ typedef struct driver_slot {
     size_t sent_bytes;
     bool measured;
     uint64_t rng;
+    uint8_t nonce[PIP_SEAL_NONCE_BYTES]; /* of the sealed request */
 } driver_slot;
 
 struct driver {
@@ -163,6 +164,32 @@ driver_take_call(driver *drv, bool *measured)
     return true;
 }
 
+/* The request bytes as a message, sealed when the keyring has a network
+ * key, as pip_client sends them. */
+static nng_msg *
+driver_message(const pip_keyring *kr, const char *data, size_t len,
+               uint8_t nonce[PIP_SEAL_NONCE_BYTES])
+{
+    size_t cap = len + pip_seal_overhead(kr);
+    size_t sealed_len = 0;
+    nng_msg *msg = NULL;
+
+    if (nng_msg_alloc(&msg, cap) != 0) {
+        return NULL;
+    }
+    if (!pip_keyring_sealing(kr)) {
+        memcpy(nng_msg_body(msg), data, len);
+        return msg;
+    }
+    if (pip_seal(kr, PIP_SEAL_REQUEST, NULL, 0, (const uint8_t *)data, len,
+                 nng_msg_body(msg), &sealed_len, nonce) != PIP_OK) {
+        nng_msg_free(msg);
+        return NULL;
+    }
+    nng_msg_chop(msg, cap - sealed_len);
+    return msg;
+}
+
 /* Builds the request of one call: a workload command, or echo bytes. */
 static nng_msg *
 driver_build(driver_slot *slot)
@@ -194,9 +221,8 @@ driver_build(driver_slot *slot)
     slot->target = cmd->target;
     msgpack_sbuffer_init(&buf);
     msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-    if (pip_request_pack(&pk, slot->msgid, cmd->method, args, NULL) == 0 &&
-        nng_msg_alloc(&msg, buf.size) == 0) {
-        memcpy(nng_msg_body(msg), buf.data, buf.size);
+    if (pip_request_pack(&pk, slot->msgid, cmd->method, args, NULL) == 0) {
+        msg = driver_message(cfg->keyring, buf.data, buf.size, slot->nonce);
     }
     msgpack_sbuffer_destroy(&buf);
     if (cmd->has_placeholders) {
@@ -235,11 +261,40 @@ driver_issue(driver_slot *slot, uint64_t due_ns)
     nng_ctx_send(slot->ctx[slot->target], slot->aio);
 }
 
+/* Replaces a sealed reply by its plain bytes. */
+static int
+driver_open_reply(driver_slot *slot, nng_msg **msg)
+{
+    size_t len = nng_msg_len(*msg);
+    size_t plain_len = 0;
+    nng_msg *plain = NULL;
+    pip_error err;
+    int rv;
+
+    if (nng_msg_alloc(&plain, len) != 0) {
+        return PIP_E_INTERNAL;
+    }
+    pip_error_init(&err);
+    rv = pip_open(slot->drv->cfg->keyring, PIP_SEAL_REPLY, slot->nonce,
+                  sizeof(slot->nonce), nng_msg_body(*msg), len,
+                  nng_msg_body(plain), &plain_len, NULL, NULL, &err);
+    pip_error_fini(&err);
+    if (rv != PIP_OK) {
+        nng_msg_free(plain);
+        return rv;
+    }
+    nng_msg_chop(plain, len - plain_len);
+    nng_msg_free(*msg);
+    *msg = plain;
+    return PIP_OK;
+}
+
 /* Checks a reply; returns NULL when it is a success, else an error code. */
 static const char *
-driver_check_reply(driver_slot *slot, nng_msg *msg, char *code,
+driver_check_reply(driver_slot *slot, nng_msg **reply, char *code,
                    size_t code_size)
 {
+    nng_msg *msg = *reply;
     const bench_run_config *cfg = slot->drv->cfg;
     pip_response resp;
     pip_limits limits;
@@ -254,7 +309,12 @@ driver_check_reply(driver_slot *slot, nng_msg *msg, char *code,
     limits.max_msg_bytes = cfg->max_msg_bytes;
     pip_error_init(&err);
     pip_response_init(&resp);
-    if (pip_response_decode(nng_msg_body(msg), nng_msg_len(msg), &limits,
+    if (pip_keyring_sealing(cfg->keyring) &&
+        driver_open_reply(slot, reply) != PIP_OK) {
+        result = "AUTH_FAILED";
+    } else if ((msg = *reply) == NULL) {
+        result = "INVALID_RESPONSE";
+    } else if (pip_response_decode(nng_msg_body(msg), nng_msg_len(msg), &limits,
                             &resp, &consumed, &err) != PIP_OK) {
         result = "INVALID_RESPONSE";
     } else if (resp.failed) {
@@ -347,7 +407,7 @@ driver_callback(void *arg)
         return;
     }
     msg = nng_aio_get_msg(slot->aio);
-    error_code = driver_check_reply(slot, msg, code, sizeof(code));
+    error_code = driver_check_reply(slot, &msg, code, sizeof(code));
     nng_msg_free(msg);
     driver_complete(slot, error_code);
 }

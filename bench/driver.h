@@ -22,6 +22,7 @@
 
 #include "hist.h"
 #include "pip/error.h"
+#include "pip/seal.h"
 #include "workload.h"
 
 #define BENCH_MAX_CONCURRENCY 4096
@@ -44,6 +45,7 @@ typedef struct bench_run_config {
     size_t max_msg_bytes; /* largest reply */
     bool progress;        /* live line on stderr */
     const char *label;    /* shown on the progress line */
+    pip_keyring *keyring; /* seals workload calls; NULL: plain */
 } bench_run_config;
 
 void bench_run_config_init(bench_run_config *cfg);

@@ -51,10 +51,12 @@ typedef struct pipbench_options {
     const char *method;
     const char *const *arg_words;
     int arg_count;
+    pip_key_sources keys;
 } pipbench_options;
 
 typedef struct pipbench {
     pipbench_options opt;
+    pip_keyring *keys; /* seals the workload's calls; NULL: plain */
     bench_workload workload;
     char urls[BENCH_MAX_TARGETS][BENCH_URL_MAX];
     char targets[BENCH_MAX_TARGETS * BENCH_URL_MAX];
@@ -95,6 +97,11 @@ static const char pipbench_help[] =
     "  --baseline         first run a raw NNG req/rep echo of the same\n"
     "                     message size, transport and concurrency, and\n"
     "                     print each figure as a ratio to it\n"
+    "  --network-key-file FILE, --identity-file FILE\n"
+    "                     seal (and sign) the workload's calls as pipcall\n"
+    "                     does; also PIP_NETWORK_KEY_FILE and\n"
+    "                     PIP_IDENTITY_FILE. The baseline stays plain, so\n"
+    "                     its ratio shows what sealing costs\n"
     "  --echo-server URL  run only the baseline's echo server on URL with\n"
     "                     -c contexts, print the bound URL, and stop when\n"
     "                     stdin closes (--baseline starts one this way)\n"
@@ -240,6 +247,10 @@ pipbench_parse_valued(pipbench_options *opt, const char *name,
         opt->svg_path = value;
     } else if (strcmp(name, "--echo-server") == 0) {
         opt->echo_url = value;
+    } else if (strcmp(name, "--network-key-file") == 0) {
+        opt->keys.network_key_file = value;
+    } else if (strcmp(name, "--identity-file") == 0) {
+        opt->keys.identity_file = value;
     } else if (strcmp(name, "-c") == 0 ||
                strcmp(name, "--concurrency") == 0) {
         if (!pipbench_parse_concurrencies(opt, value)) {
@@ -485,6 +496,7 @@ pipbench_run_config(const pipbench *pb, int concurrency,
     cfg->call_count = pb->opt.call_count;
     cfg->timeout_ms = pb->opt.timeout_ms;
     cfg->progress = !pb->opt.quiet && isatty(STDERR_FILENO);
+    cfg->keyring = pb->keys;
 }
 
 /* The echo server listens on the workload's transport, on loopback. */
@@ -770,7 +782,11 @@ main(int argc, char **argv)
     bench_report_init(&pb.report);
     pipbench_fill_report(&pb, argc, argv);
 
-    rv = pipbench_load_workload(&pb, &err);
+    rv = pip_keyring_configure(&pb.opt.keys, &pb.keys, &err);
+    if (rv == PIP_OK) {
+        pip_keyring_set_default(pb.keys);
+        rv = pipbench_load_workload(&pb, &err);
+    }
     if (rv == PIP_OK) {
         rv = pipbench_find_targets(&pb, &err);
     }
@@ -789,6 +805,8 @@ main(int argc, char **argv)
 
     bench_report_fini(&pb.report);
     bench_workload_fini(&pb.workload);
+    pip_keyring_set_default(NULL);
+    pip_keyring_free(pb.keys);
     pip_error_fini(&err);
     return rv == PIP_OK ? 0 : PIPBENCH_EXIT_FAILED;
 }

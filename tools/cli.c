@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int
 cli_usage_error(const char *program, const char *hint, int exit_code,
@@ -34,4 +35,37 @@ cli_parse_int(const char *text, long long min, long long max, long long *out)
     }
     *out = value;
     return true;
+}
+
+bool
+cli_key_option(pip_key_sources *src, const char *name, const char *value)
+{
+    if (strcmp(name, "--network-key-file") == 0) {
+        src->network_key_file = value;
+    } else if (strcmp(name, "--identity-file") == 0) {
+        src->identity_file = value;
+    } else if (strcmp(name, "--trusted-keys") == 0) {
+        src->trusted_keys_file = value;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+bool
+cli_keys_load(const char *program, const pip_key_sources *src,
+              pip_keyring **out)
+{
+    pip_error err;
+    int rv;
+
+    pip_error_init(&err);
+    rv = pip_keyring_configure(src, out, &err);
+    if (rv != PIP_OK) {
+        fprintf(stderr, "%s: %s\n", program, err.message);
+    } else {
+        pip_keyring_set_default(*out);
+    }
+    pip_error_fini(&err);
+    return rv == PIP_OK;
 }

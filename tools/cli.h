@@ -8,6 +8,8 @@
 
 #include <stdbool.h>
 
+#include "pip/seal.h"
+
 /*
  * Prints "<program>: <message>" and then hint (e.g. "Run 'pipcall --help'
  * for usage.") on stderr, each on its own line, and returns exit_code.
@@ -22,5 +24,34 @@ int cli_usage_error(const char *program, const char *hint, int exit_code,
  */
 bool cli_parse_int(const char *text, long long min, long long max,
                    long long *out);
+
+/*
+ * The key options of every program, with their environment variables:
+ *   --network-key-file FILE  PIP_NETWORK_KEY_FILE (PIP_NETWORK_KEY: the line)
+ *   --identity-file FILE     PIP_IDENTITY_FILE
+ *   --trusted-keys FILE      PIP_TRUSTED_KEYS
+ */
+#define CLI_KEY_OPTIONS_HELP                                                   \
+    "  --network-key-file FILE  seal calls and events with this network "      \
+    "key\n"                                                                    \
+    "                   (env PIP_NETWORK_KEY_FILE; made by pipkey network)\n"  \
+    "  --identity-file FILE  sign as this identity (env PIP_IDENTITY_FILE)\n"  \
+    "  --trusted-keys FILE   accept events only when signed by these "         \
+    "keys\n"                                                                   \
+    "                   (env PIP_TRUSTED_KEYS)\n"
+
+/* Sets the field of src that a key option names; false for another
+ * option. */
+bool cli_key_option(pip_key_sources *src, const char *name,
+                    const char *value);
+
+/*
+ * Loads the keys that src or the environment name and installs them as
+ * the process default, so every client and subscriber of the program
+ * seals its traffic.  *out is NULL when no key is set.  Prints the error
+ * and returns false when a key does not load.
+ */
+bool cli_keys_load(const char *program, const pip_key_sources *src,
+                   pip_keyring **out);
 
 #endif

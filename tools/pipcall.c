@@ -65,7 +65,12 @@ static const char pipcall_help[] =
     "  --pub URL        sub: listen on this pub URL instead of asking "
     "discovery\n"
     "                   (repeatable)\n"
+    CLI_KEY_OPTIONS_HELP
     "  --help           print this help and exit\n"
+    "\n"
+    "With a network key, a call to a node that uses another key, or none,\n"
+    "gets no reply and fails with TIMEOUT: the node drops what it cannot\n"
+    "open.\n"
     "\n"
     "Exit status: 0 on success, 1 when the call failed (the error is "
     "printed as\n"
@@ -198,12 +203,17 @@ pipcall_apply_valued(pipcall_options *opt, const char *name, const char *value)
     if (strcmp(name, "--count") == 0) {
         return pipcall_set_count(opt, value);
     }
+    if (cli_key_option(&opt->keys, name, value)) {
+        return 0;
+    }
     return pipcall_add_pub_url(opt, value);
 }
 
 static const char *const pipcall_valued_options[] = {
-    "--discovery", "--endpoint", "--timeout", "--cid",
-    "--count",     "--pub",      NULL,
+    "--discovery", "--endpoint",         "--timeout",
+    "--cid",       "--count",            "--pub",
+    "--network-key-file", "--identity-file", "--trusted-keys",
+    NULL,
 };
 
 /*
@@ -748,6 +758,7 @@ int
 main(int argc, char **argv)
 {
     pipcall_options opt;
+    pip_keyring *keys = NULL;
     int rv;
 
     memset(&opt, 0, sizeof(opt));
@@ -763,9 +774,14 @@ main(int argc, char **argv)
             "Missing METHOD (or list, describe, sub), for example "
             "'pipcall list'.");
     }
+    if (rv == 0 && !cli_keys_load("pipcall", &opt.keys, &keys)) {
+        rv = PIPCALL_EXIT_FAILED;
+    }
     if (rv == 0) {
         rv = pipcall_dispatch(&opt);
     }
+    pip_keyring_set_default(NULL);
+    pip_keyring_free(keys);
     free(opt.positional);
     return rv < 0 ? 0 : rv;
 }

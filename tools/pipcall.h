@@ -27,6 +27,7 @@ typedef struct pipcall_options {
     bool list_json;                             /* list --json */
     long long count;                            /* sub --count; 0: no limit */
     const char *pub_urls[PIPCALL_MAX_PUB_URLS]; /* sub --pub */
+    pip_key_sources keys; /* --network-key-file, ... */
     int pub_url_count;
     char **positional; /* METHOD and its arguments */
     int positional_count;

@@ -58,6 +58,9 @@ static const char pipgate_help[] =
     "                        token in FILE (GET /health stays open)\n"
     "  --log-level LEVEL     error, warn, info, debug or trace (default "
     "info)\n"
+    "\n"
+    "The RPC side seals its calls when a network key is set (see pipkey):\n"
+    CLI_KEY_OPTIONS_HELP
     "  --help                print this help and exit\n";
 
 /* ---- command line ---- */
@@ -143,6 +146,24 @@ pipgate_parse_number_option(pipgate_options *opt, int argc, char **argv,
     return 1;
 }
 
+/* Applies a key option; returns its value, or NULL when arg is not one. */
+static const char *
+pipgate_key_option(pipgate_options *opt, int argc, char **argv, int *i)
+{
+    static const char *const names[] = {"--network-key-file",
+                                        "--identity-file", "--trusted-keys"};
+
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        const char *value = pipgate_option_value(names[k], argc, argv, i);
+
+        if (value != NULL) {
+            cli_key_option(&opt->keys, names[k], value);
+            return value;
+        }
+    }
+    return NULL;
+}
+
 /* Applies one option.  Returns 0, -1 after --help, or an exit status. */
 static int
 pipgate_parse_option(pipgate_options *opt, int argc, char **argv, int *i)
@@ -173,6 +194,8 @@ pipgate_parse_option(pipgate_options *opt, int argc, char **argv, int *i)
         opt->log_level = value;
     } else if ((rv = pipgate_parse_number_option(opt, argc, argv, i)) != 1) {
         return rv;
+    } else if ((value = pipgate_key_option(opt, argc, argv, i)) != NULL) {
+        return 0;
     } else {
         return pipgate_usage_error("unknown option, or option without a "
                                    "value: '%s'.",
@@ -304,10 +327,11 @@ pipgate_serve(pipgate *gate, const sigset_t *signals)
         pip_log(PIP_LOG_INFO, "pipgate", NULL,
                 "started: http=%s discovery=%s workers=%u "
                 "max_concurrent=%u max_body_bytes=%zu timeout_ms=%u "
-                "token=%s",
+                "token=%s rpc=%s",
                 gate->opt.listen, gate->opt.discovery, gate->opt.workers,
                 gate->opt.max_concurrent, gate->opt.max_body_bytes,
-                gate->opt.timeout_ms, gate->has_token ? "on" : "off");
+                gate->opt.timeout_ms, gate->has_token ? "on" : "off",
+                pip_keyring_mode(gate->keys));
         sigwait(signals, &signo);
         pip_log(PIP_LOG_INFO, "pipgate", NULL, "stopping on signal %d",
                 signo);
@@ -316,6 +340,8 @@ pipgate_serve(pipgate *gate, const sigset_t *signals)
     if (rv == 0) {
         pip_log(PIP_LOG_INFO, "pipgate", NULL, "stopped");
     }
+    pip_keyring_set_default(NULL);
+    pip_keyring_free(gate->keys);
     return rv;
 }
 
@@ -340,6 +366,9 @@ main(int argc, char **argv)
     if (gate.opt.token_file != NULL &&
         (rv = pipgate_load_token(&gate, gate.opt.token_file)) != 0) {
         return rv;
+    }
+    if (!cli_keys_load("pipgate", &gate.opt.keys, &gate.keys)) {
+        return PIPGATE_EXIT_FAILED;
     }
 
     /* Blocked before any thread starts, so that only sigwait receives

@@ -37,6 +37,7 @@ typedef struct pipgate_options {
     uint32_t timeout_ms;       /* deadline of one call */
     const char *token_file;    /* bearer token file, or NULL */
     const char *log_level;
+    pip_key_sources keys;      /* the RPC side's keys */
 } pipgate_options;
 
 /* The route table: the service that serves each HTTP route. */
@@ -52,6 +53,7 @@ typedef struct pipgate_job pipgate_job;
 
 typedef struct pipgate {
     pipgate_options opt;
+    pip_keyring *keys; /* NULL when the RPC side is plain */
     pip_client *client;
     pipgate_routes routes;
     nng_url *url;

@@ -75,6 +75,7 @@ typedef struct piplaunch {
     char discovery_url[PIPLAUNCH_URL_MAX];
     char discovery_pub_url[PIPLAUNCH_URL_MAX];
     char **child_env; /* environ without PIP_DISCOVERY */
+    pip_keyring *keys; /* piplaunch's own calls; NULL when plain */
     bool discovery_answered;
     piplaunch_child *children; /* [0] is discovery, the gateway last */
     int child_count;
@@ -103,6 +104,10 @@ static const char piplaunch_help[] =
     "  --gate-port N      HTTP port of the gateway pipgate on 127.0.0.1 "
     "(default 8080)\n"
     "  --no-gate          do not start the gateway\n"
+    "  --network-key-file FILE, --identity-file FILE, --trusted-keys FILE\n"
+    "                     keys of every node and of the gateway (see\n"
+    "                     pipkey); passed on as PIP_NETWORK_KEY_FILE,\n"
+    "                     PIP_IDENTITY_FILE and PIP_TRUSTED_KEYS\n"
     "  --help             print this help and exit\n"
     "\n"
     "Services:\n";
@@ -229,6 +234,31 @@ piplaunch_option_value(const char *name, int argc, char **argv, int *i)
     return argv[*i];
 }
 
+/*
+ * Applies a key option by setting its environment variable, which the
+ * children inherit and piplaunch's own keyring reads.  Returns the value,
+ * or NULL when arg is not a key option.
+ */
+static const char *
+piplaunch_key_option(int argc, char **argv, int *i)
+{
+    static const char *const names[][2] = {
+        {"--network-key-file", "PIP_NETWORK_KEY_FILE"},
+        {"--identity-file", "PIP_IDENTITY_FILE"},
+        {"--trusted-keys", "PIP_TRUSTED_KEYS"},
+    };
+
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        const char *value = piplaunch_option_value(names[k][0], argc, argv, i);
+
+        if (value != NULL) {
+            setenv(names[k][1], value, 1);
+            return value;
+        }
+    }
+    return NULL;
+}
+
 /* Applies one option.  Returns 0, -1 after --help, or an exit status. */
 static int
 piplaunch_parse_option(piplaunch *pl, int argc, char **argv, int *i)
@@ -283,6 +313,12 @@ piplaunch_parse_option(piplaunch *pl, int argc, char **argv, int *i)
         }
         pl->log_level = value;
         return 0;
+    }
+    if ((value = piplaunch_key_option(argc, argv, i)) != NULL) {
+        return value[0] != '\0' ? 0
+                                : piplaunch_usage_error("option %s needs a "
+                                                        "file name.",
+                                                        arg);
     }
     if (strcmp(arg, "--data") == 0 || strcmp(arg, "--port") == 0 ||
         strcmp(arg, "--gate-port") == 0 || strcmp(arg, "--log-level") == 0) {
@@ -1043,6 +1079,13 @@ main(int argc, char **argv)
 
     rv = piplaunch_parse_args(&pl, argc, argv);
     if (rv == 0) {
+        pip_key_sources none = {0};
+
+        rv = cli_keys_load("piplaunch", &none, &pl.keys)
+                 ? 0
+                 : PIPLAUNCH_EXIT_FAILED;
+    }
+    if (rv == 0) {
         rv = piplaunch_find_pipnode(&pl);
     }
     if (rv == 0) {
@@ -1060,5 +1103,7 @@ main(int argc, char **argv)
         rv = piplaunch_run(&pl);
     }
     piplaunch_free(&pl);
+    pip_keyring_set_default(NULL);
+    pip_keyring_free(pl.keys);
     return rv < 0 ? 0 : rv;
 }

@@ -25,6 +25,7 @@
 #include "pip/client.h"
 #include "pip/discovery.h"
 #include "pip/time.h"
+#include "seal_msg.h"
 
 #define CLIENT_DEFAULT_TIMEOUT_MS 10000
 #define CLIENT_HOST_MAX 256
@@ -74,6 +75,7 @@ struct client_endpoint {
 
 struct pip_client {
     pip_limits limits;
+    pip_keyring *keyring; /* seals calls when it has a network key */
     uint32_t timeout_ms;
     char *discovery_url;
     pip_resolver *resolver; /* NULL with a fixed endpoint */
@@ -109,6 +111,7 @@ typedef struct client_call {
     pip_meta meta;
     int64_t deadline_ms; /* monotonic */
     uint64_t msgid;
+    uint8_t nonce[PIP_SEAL_NONCE_BYTES]; /* of the sealed request */
     json_t *result;
 } client_call;
 
@@ -118,6 +121,7 @@ pip_client_options_init(pip_client_options *opt)
     memset(opt, 0, sizeof(*opt));
     opt->timeout_ms = CLIENT_DEFAULT_TIMEOUT_MS;
     pip_limits_default(&opt->limits);
+    opt->keyring = pip_keyring_default();
 }
 
 static void
@@ -465,9 +469,11 @@ client_msg_write(void *data, const char *buf, size_t len)
     return nng_msg_append((nng_msg *)data, buf, len) == 0 ? 0 : -1;
 }
 
-/* Packs the request straight into an NNG message, with no extra copy. */
+/* Packs the request straight into an NNG message, and seals it when the
+ * client has a network key. */
 static int
-client_request_build(const client_call *call, nng_msg **out, pip_error *err)
+client_request_build(const pip_client *client, client_call *call,
+                     nng_msg **out, pip_error *err)
 {
     msgpack_packer packer;
     nng_msg *msg;
@@ -482,6 +488,13 @@ client_request_build(const client_call *call, nng_msg **out, pip_error *err)
         nng_msg_free(msg);
         return pip_error_set(err, PIP_E_INTERNAL, "OUT_OF_MEMORY",
                              "Failed to pack the request of %s", call->method);
+    }
+    if (pip_keyring_sealing(client->keyring) &&
+        pip__msg_seal(client->keyring, PIP_SEAL_REQUEST, NULL, 0, 0, &msg,
+                      call->nonce) != PIP_OK) {
+        nng_msg_free(msg);
+        return pip_error_set(err, PIP_E_INTERNAL, "OUT_OF_MEMORY",
+                             "Failed to seal the request of %s", call->method);
     }
     *out = msg;
     return PIP_OK;
@@ -602,6 +615,31 @@ client_remote_error(const pip_response *resp, pip_error *err)
     return category;
 }
 
+/* Opens a sealed reply in place; a reply of another request, another
+ * network key or a node without one fails here. */
+static int
+client_reply_open(const pip_client *client, client_call *call,
+                  const char *url, nng_msg **reply, pip_error *err)
+{
+    pip_error open_err;
+    int rv;
+
+    if (!pip_keyring_sealing(client->keyring)) {
+        return PIP_OK;
+    }
+    pip_error_init(&open_err);
+    rv = pip__msg_open(client->keyring, PIP_SEAL_REPLY, call->nonce,
+                       sizeof(call->nonce), 0, reply, NULL, NULL, &open_err);
+    if (rv != PIP_OK) {
+        rv = pip_error_set(err, rv, open_err.code,
+                           "The reply of %s to %s was rejected: %s", url,
+                           call->method, open_err.message);
+        client_detail(err, "url", json_string(url));
+    }
+    pip_error_fini(&open_err);
+    return rv;
+}
+
 static int
 client_reply_decode(const pip_client *client, client_call *call,
                     const char *url, nng_msg *reply, pip_error *err)
@@ -690,7 +728,7 @@ client_attempt(pip_client *client, client_endpoint *ep, client_call *call,
         return client_not_sent(call, ep->url, link, refused, err);
     }
 
-    rv = client_request_build(call, &request, err);
+    rv = client_request_build(client, call, &request, err);
     if (rv != PIP_OK) {
         return rv;
     }
@@ -698,7 +736,10 @@ client_attempt(pip_client *client, client_endpoint *ep, client_call *call,
     if (rv != PIP_OK) {
         return rv;
     }
-    rv = client_reply_decode(client, call, ep->url, reply, err);
+    rv = client_reply_open(client, call, ep->url, &reply, err);
+    if (rv == PIP_OK) {
+        rv = client_reply_decode(client, call, ep->url, reply, err);
+    }
     nng_msg_free(reply);
     return rv;
 }
@@ -1107,6 +1148,7 @@ pip_client_new(const pip_client_options *opt, pip_client **out, pip_error *err)
                              "Failed to allocate the client");
     }
     client->limits = opt->limits;
+    client->keyring = opt->keyring;
     if (client->limits.max_msg_bytes == 0) {
         pip_limits_default(&client->limits);
     }

@@ -126,6 +126,21 @@ node_builtin_health(pip_call *call, json_t *args, json_t **result)
     return *result != NULL ? PIP_OK : node_no_memory(pip_call_error(call));
 }
 
+/* The security mode and the counts of refused messages; no secrets. */
+static json_t *
+node_security_statistics(pip_node *node)
+{
+    pip_seal_stats st;
+
+    pip_keyring_stats(node->keyring, &st);
+    return json_pack("{s:s, s:b, s:I, s:I, s:I}", "mode",
+                     pip_keyring_mode(node->keyring), "sealed",
+                     pip_keyring_sealing(node->keyring), "auth_failed",
+                     (json_int_t)st.auth_failed, "replayed",
+                     (json_int_t)st.replayed, "untrusted",
+                     (json_int_t)st.untrusted);
+}
+
 static int
 node_builtin_statistics(pip_call *call, json_t *args, json_t **result)
 {
@@ -146,9 +161,11 @@ node_builtin_statistics(pip_call *call, json_t *args, json_t **result)
     if (services == NULL) {
         return node_no_memory(pip_call_error(call));
     }
-    *result = json_pack("{s:s, s:I, s:o}", "node", node->name, "uptime_ms",
+    *result = json_pack("{s:s, s:I, s:o, s:o*}", "node", node->name,
+                        "uptime_ms",
                         (json_int_t)(pip_mono_ms() - node->started_ms),
-                        "services", services);
+                        "services", services, "security",
+                        node_security_statistics(node));
     return *result != NULL ? PIP_OK : node_no_memory(pip_call_error(call));
 }
 
@@ -234,6 +251,65 @@ node_set_host(pip_node *node)
     node->host[sizeof(node->host) - 1] = '\0';
 }
 
+/* The node's keys: the program's keyring, or one loaded from the files
+ * that the options or the environment name. */
+static int
+node_keyring_open(pip_node *node, pip_error *err)
+{
+    pip_key_sources src = {
+        .network_key_file = node->opt.network_key_file,
+        .identity_file = node->opt.identity_file,
+        .trusted_keys_file = node->opt.trusted_keys_file,
+    };
+    int rv;
+
+    if (node->opt.keyring != NULL) {
+        node->keyring = node->opt.keyring;
+        return PIP_OK;
+    }
+    rv = pip_keyring_configure(&src, &node->owned_keyring, err);
+    if (rv == PIP_OK && node->owned_keyring != NULL) {
+        pip_keyring_set_replay(node->owned_keyring,
+                               node->opt.replay_window_ms, 0);
+        node->keyring = node->owned_keyring;
+    }
+    return rv;
+}
+
+static void
+node_keyring_close(pip_node *node)
+{
+    if (node->keyring_is_default) {
+        pip_keyring_set_default(NULL);
+    }
+    pip_keyring_free(node->owned_keyring);
+    node->owned_keyring = NULL;
+    node->keyring = NULL;
+}
+
+/*
+ * Says once how the node's traffic is protected.  The node's keyring
+ * becomes the process default when there is none, so that its calls to
+ * discovery and its event subscriptions are sealed too.
+ */
+static void
+node_keyring_start(pip_node *node)
+{
+    if (!pip_keyring_sealing(node->keyring)) {
+        pip_log(PIP_LOG_WARN, node->name, NULL,
+                "unauthenticated: no network key is set, so anyone who can "
+                "reach this node's ports can call it and read its events; "
+                "make one with pipkey network and pass --network-key-file");
+        return;
+    }
+    pip_log(PIP_LOG_INFO, node->name, NULL, "security: %s",
+            pip_keyring_mode(node->keyring));
+    if (pip_keyring_default() == NULL) {
+        pip_keyring_set_default(node->keyring);
+        node->keyring_is_default = true;
+    }
+}
+
 int
 pip_node_new(const pip_node_options *opt, pip_node **out, pip_error *err)
 {
@@ -262,6 +338,12 @@ pip_node_new(const pip_node_options *opt, pip_node **out, pip_error *err)
     }
 
     node_set_host(node);
+    rv = node_keyring_open(node, err);
+    if (rv != PIP_OK) {
+        pip_node_options_fini(&node->opt);
+        free(node);
+        return rv;
+    }
     pthread_mutex_init(&node->mtx, NULL);
     pip__cond_init_monotonic(&node->cv);
     rv = pip__service_new(node, &node_service_def, node_builtins, &node->self,
@@ -565,6 +647,10 @@ pip_node_start(pip_node *node, pip_error *err)
     node->started_ms = pip_mono_ms();
     node->state = PIP__NODE_RUNNING;
     rv = node_set_name(node, err);
+    if (rv == PIP_OK) {
+        node_keyring_start(node);
+        node->pub.keyring = node->keyring;
+    }
 
     for (int i = 0; rv == PIP_OK && i < node->n_services; i++) {
         rv = node_open_service(node, node->services[i], err);
@@ -712,6 +798,7 @@ pip_node_free(pip_node *node)
     pip__service_free(node->self);
     pthread_cond_destroy(&node->cv);
     pthread_mutex_destroy(&node->mtx);
+    node_keyring_close(node);
     pip_node_options_fini(&node->opt);
     free(node->name);
     free(node);
@@ -817,7 +904,7 @@ pip_node_call(pip_node *node, const char *method, json_t *args,
         rv = node_enter_call(node, err);
     }
     if (rv == PIP_OK) {
-        rv = pip__dispatch(node, &req, pip_mono_ms(), result, err);
+        rv = pip__dispatch(node, &req, pip_mono_ms(), NULL, result, err);
         node_leave_call(node);
     }
     pip_request_fini(&req);

@@ -72,6 +72,7 @@ struct pip_service {
 struct pip_call {
     pip_service *svc;
     const pip_request *req;
+    const pip_peer *caller; /* NULL for an unsigned or in-process call */
     int64_t deadline_ms; /* pip_mono_ms() clock; 0 when none */
     pip_error *err;
 };
@@ -82,6 +83,7 @@ typedef struct pip__server pip__server;
 typedef struct pip__publisher {
     nng_socket sock;
     atomic_bool open; /* read by publishing threads during shutdown */
+    pip_keyring *keyring; /* seals events when it has a network key */
     char *url;        /* bound URL, after listening */
 } pip__publisher;
 
@@ -100,6 +102,10 @@ struct pip_node {
     pip_service *services[PIP__MAX_SERVICES];
     int n_services;
     pip_service *self; /* the "node" service */
+
+    pip_keyring *keyring;       /* the node's keys, or NULL for plain */
+    pip_keyring *owned_keyring; /* loaded from the options' files */
+    bool keyring_is_default;    /* installed as the process default */
 
     pip__server *server;
     pip__publisher pub;
@@ -150,8 +156,8 @@ PIP__HIDDEN json_t *pip__service_statistics(pip_service *svc);
  * correlation id, and *result is NULL.  May block in the handler.
  */
 PIP__HIDDEN int pip__dispatch(pip_node *node, pip_request *req,
-                              int64_t received_ms, json_t **result,
-                              pip_error *err);
+                              int64_t received_ms, const pip_peer *caller,
+                              json_t **result, pip_error *err);
 
 /*
  * Whether req may run on a thread that must not block, such as an NNG

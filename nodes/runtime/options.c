@@ -33,6 +33,8 @@
 #define CONTEXTS_MIN 1
 #define CONTEXTS_MAX 4096
 #define LEASE_MS_MIN 1000
+#define REPLAY_MS_MIN 1000
+#define REPLAY_MS_MAX 3600000
 #define LEASE_MS_MAX 3600000
 #define MAX_MSG_BYTES_MIN 256
 #define MAX_MSG_BYTES_MAX 1073741824
@@ -264,6 +266,18 @@ apply_data(options_parser *p, const char *name, const char *value,
         return options_invalid(err, name, value, "a folder path");
     }
     p->opt->data_dir = value;
+    return PIP_OK;
+}
+
+/* Sets the path field that the spec names. */
+static int
+apply_path(options_parser *p, const char *name, const char *value,
+           pip_error *err)
+{
+    if (value[0] == '\0') {
+        return options_invalid(err, name, value, "a file path");
+    }
+    *(const char **)((char *)p->opt + p->spec->offset) = value;
     return PIP_OK;
 }
 
@@ -621,6 +635,34 @@ static const option_spec option_specs[] = {
      .help =
      "Fsync every store write before the call returns (PIP_SYNC=1). "
      "Default off: writes go to the write-ahead log without fsync."},
+    {.flag = "--network-key-file", .metavar = "FILE",
+     .env = "PIP_NETWORK_KEY_FILE", .apply = apply_path,
+     .help =
+     "Network key (made by pipkey network): seal every call and event "
+     "with it and refuse traffic that is not sealed with it. "
+     "PIP_NETWORK_KEY may hold the key line itself. Default: none, "
+     "traffic is plain and unauthenticated.",
+     .offset = OPTION_FIELD(network_key_file)},
+    {.flag = "--identity-file", .metavar = "FILE",
+     .env = "PIP_IDENTITY_FILE", .apply = apply_path,
+     .help =
+     "Identity key pair (made by pipkey identity): sign every message, "
+     "so receivers know this node. Needs a network key.",
+     .offset = OPTION_FIELD(identity_file)},
+    {.flag = "--trusted-keys", .metavar = "FILE",
+     .env = "PIP_TRUSTED_KEYS", .apply = apply_path,
+     .help =
+     "Public keys (lines printed by pipkey public): accept only messages "
+     "signed by one of them. Needs a network key.",
+     .offset = OPTION_FIELD(trusted_keys_file)},
+    {.flag = "--replay-window-ms", .metavar = "N",
+     .env = "PIP_REPLAY_WINDOW_MS", .apply = apply_int,
+     .help =
+     "With a network key, refuse a sealed message sent more than N ms "
+     "before or after this node's clock, " OPT_XSTR(REPLAY_MS_MIN) " to "
+     OPT_XSTR(REPLAY_MS_MAX) ". Default " OPT_XSTR(PIP_SEAL_WINDOW_MS) ".",
+     .min = REPLAY_MS_MIN, .max = REPLAY_MS_MAX,
+     .offset = OPTION_FIELD(replay_window_ms), .int_type = OPTION_INT},
     {.flag = "--set", .metavar = "KEY=VALUE",
      .env = "PIP_SET", .apply = apply_set,
      .help =
@@ -651,6 +693,7 @@ pip_node_options_init(pip_node_options *opt)
     opt->workers = DEFAULT_WORKERS;
     opt->contexts = DEFAULT_CONTEXTS;
     opt->lease_ms = DEFAULT_LEASE_MS;
+    opt->replay_window_ms = PIP_SEAL_WINDOW_MS;
     opt->log_level = PIP_LOG_INFO;
     pip_limits_default(&opt->limits);
     opt->settings = json_object();
@@ -874,6 +917,12 @@ pip__options_copy(pip_node_options *dst, const pip_node_options *src,
     failed |=
         options_copy_string(dst, &dst->discovery_url, src->discovery_url);
     failed |= options_copy_string(dst, &dst->host, src->host);
+    failed |= options_copy_string(dst, &dst->network_key_file,
+                                  src->network_key_file);
+    failed |= options_copy_string(dst, &dst->identity_file,
+                                  src->identity_file);
+    failed |= options_copy_string(dst, &dst->trusted_keys_file,
+                                  src->trusted_keys_file);
     if (failed) {
         pip_node_options_fini(dst);
         return options_no_memory(err);

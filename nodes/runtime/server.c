@@ -24,6 +24,7 @@
 
 #include "node_internal.h"
 #include "pip/time.h"
+#include "seal_msg.h"
 
 /* A reply buffer that grew past this is released after the call, so an
  * occasional large reply does not pin memory in every context. */
@@ -45,6 +46,9 @@ typedef struct server_ctx {
     server_ctx_state state;
     nng_msg *msg;        /* the request, while queued or processed */
     int64_t received_ms; /* pip_mono_ms() when the receive completed */
+    bool sealed;         /* the request was sealed, so is the reply */
+    uint8_t nonce[PIP_SEAL_NONCE_BYTES]; /* of the sealed request */
+    pip_peer caller;     /* who signed the request */
     msgpack_sbuffer sbuf;
     struct server_ctx *next; /* in the work queue */
 } server_ctx;
@@ -279,6 +283,33 @@ server_request_begin(pip__server *srv)
 static bool server_batch_inline_ok(server_ctx *c);
 static void server_process(server_ctx *c);
 
+/*
+ * Opens a sealed request in place.  A request that does not open is
+ * dropped without a reply, so its sender learns nothing but a failed
+ * call; the keyring counts it.
+ */
+static bool
+server_unseal(server_ctx *c)
+{
+    pip_keyring *kr = c->srv->node->keyring;
+    pip_error err;
+    int rv;
+
+    c->sealed = pip_keyring_sealing(kr);
+    if (!c->sealed) {
+        return true;
+    }
+    pip_error_init(&err);
+    rv = pip__msg_open(kr, PIP_SEAL_REQUEST, NULL, 0, 0, &c->msg, &c->caller,
+                       c->nonce, &err);
+    if (rv != PIP_OK) {
+        pip_log(PIP_LOG_DEBUG, c->srv->node->name, NULL,
+                "request dropped: %s %s", err.code, err.message);
+    }
+    pip_error_fini(&err);
+    return rv == PIP_OK;
+}
+
 static void
 server_on_recv(server_ctx *c)
 {
@@ -297,6 +328,12 @@ server_on_recv(server_ctx *c)
     }
     c->msg = nng_aio_get_msg(c->aio);
     c->received_ms = pip_mono_ms();
+    if (!server_unseal(c)) {
+        nng_msg_free(c->msg);
+        c->msg = NULL;
+        server_arm_recv(c);
+        return;
+    }
     if (server_request_begin(c->srv) && server_batch_inline_ok(c)) {
         c->state = CTX_RUNNING;
         server_process(c);
@@ -366,7 +403,8 @@ server_run_one(server_ctx *c, const uint8_t *buf, size_t len,
         rv = pip_response_pack(pk, msgid_known ? req.msgid : PIP_MSGID_NONE,
                                NULL, &err);
     } else {
-        pip__dispatch(c->srv->node, &req, c->received_ms, &result, &err);
+        pip__dispatch(c->srv->node, &req, c->received_ms,
+                      c->sealed ? &c->caller : NULL, &result, &err);
         rv = pip_response_pack(pk, req.msgid, result, &err);
     }
     json_decref(result);
@@ -466,12 +504,22 @@ server_batch_inline_ok(server_ctx *c)
     return ok;
 }
 
-/* Puts the reply into the request's message, reusing its buffer. */
+/* Puts the reply into the request's message, reusing its buffer, and
+ * seals it for the request's nonce when the request was sealed. */
 static int
 server_fill_reply(server_ctx *c)
 {
     nng_msg_clear(c->msg);
-    return nng_msg_append(c->msg, c->sbuf.data, c->sbuf.size);
+    if (nng_msg_append(c->msg, c->sbuf.data, c->sbuf.size) != 0) {
+        return -1;
+    }
+    if (!c->sealed) {
+        return 0;
+    }
+    return pip__msg_seal(c->srv->node->keyring, PIP_SEAL_REPLY, c->nonce,
+                         sizeof(c->nonce), 0, &c->msg, NULL) == PIP_OK
+               ? 0
+               : -1;
 }
 
 static void
@@ -926,10 +974,33 @@ pip__publisher_close(pip__publisher *pub)
     pub->url = NULL;
 }
 
+/* The event as a message, sealed when the node has a network key; the
+ * topic and its zero byte stay in the clear for the subscribers' filter. */
+static int
+publisher_message(pip__publisher *pub, const void *buf, size_t len,
+                  const char *topic, nng_msg **out)
+{
+    nng_msg *msg;
+
+    if (nng_msg_alloc(&msg, len) != 0) {
+        return PIP_E_INTERNAL;
+    }
+    memcpy(nng_msg_body(msg), buf, len);
+    if (pip_keyring_sealing(pub->keyring) &&
+        pip__msg_seal(pub->keyring, PIP_SEAL_EVENT, NULL, 0,
+                      strlen(topic) + 1, &msg, NULL) != PIP_OK) {
+        nng_msg_free(msg);
+        return PIP_E_INTERNAL;
+    }
+    *out = msg;
+    return PIP_OK;
+}
+
 int
 pip__publisher_send(pip__publisher *pub, const char *topic,
                     const json_t *payload, pip_error *err)
 {
+    nng_msg *msg = NULL;
     void *buf = NULL;
     size_t len = 0;
     int rv;
@@ -940,14 +1011,20 @@ pip__publisher_send(pip__publisher *pub, const char *topic,
                              topic);
     }
     rv = pip_event_encode(topic, payload, &buf, &len);
+    if (rv == PIP_OK) {
+        rv = publisher_message(pub, buf, len, topic, &msg);
+    }
+    free(buf);
     if (rv != PIP_OK) {
         return pip_error_set(err, PIP_E_INTERNAL, "ENCODE_FAILED",
                              "Cannot encode event %s.", topic);
     }
     /* A pub0 send never blocks: a subscriber whose queue is full loses
      * the message (nng_pub(7)). */
-    rv = nng_send(pub->sock, buf, len, NNG_FLAG_NONBLOCK);
-    free(buf);
+    rv = nng_sendmsg(pub->sock, msg, NNG_FLAG_NONBLOCK);
+    if (rv != 0) {
+        nng_msg_free(msg);
+    }
     if (rv != 0) {
         pip_error_set(err, PIP_E_UNAVAILABLE, "PUBLISH_FAILED",
                       "Cannot publish %s: %s.", topic, nng_strerror(rv));

@@ -73,6 +73,13 @@ pip_call_deadline_ms(const pip_call *call)
     return call->deadline_ms;
 }
 
+const pip_peer *
+pip_call_caller(const pip_call *call)
+{
+    return call->caller != NULL && call->caller->identified ? call->caller
+                                                            : NULL;
+}
+
 pip_error *
 pip_call_error(pip_call *call)
 {
@@ -936,9 +943,10 @@ dispatch_handler_failed(const pip_request *req, int rv, pip_error *err)
 
 static int
 dispatch_run(pip_service *svc, const pip_command *cmd, pip_request *req,
-             int64_t received_ms, json_t **result, pip_error *err)
+             int64_t received_ms, const pip_peer *caller, json_t **result,
+             pip_error *err)
 {
-    pip_call call = {.svc = svc, .req = req, .err = err};
+    pip_call call = {.svc = svc, .req = req, .caller = caller, .err = err};
     int rv;
 
     if (req->meta.timeout_ms > 0) {
@@ -973,8 +981,10 @@ dispatch_run(pip_service *svc, const pip_command *cmd, pip_request *req,
 }
 
 static void
-dispatch_log_failure(const pip_request *req, const pip_error *err)
+dispatch_log_failure(const pip_request *req, const pip_peer *caller,
+                     const pip_error *err)
 {
+    char label[PIP_SEAL_NAME_MAX + 1];
     /* Caller mistakes are counted in statistics; only faults of the node
      * itself are worth a log line each. */
     pip_log_level level = err->category == PIP_E_INTERNAL ||
@@ -985,27 +995,29 @@ dispatch_log_failure(const pip_request *req, const pip_error *err)
 
     if (pip_log_enabled(level)) {
         pip_log(level, req->service, req->meta.correlation_id,
-                "%s failed: %s %s: %s", req->method,
+                "%s from %s failed: %s %s: %s", req->method,
+                pip_peer_label(caller, label, sizeof(label)),
                 pip_category_name(err->category), err->code, err->message);
     }
 }
 
 static int
-dispatch_finish(const pip_request *req, int rv, pip_error *err)
+dispatch_finish(const pip_request *req, const pip_peer *caller, int rv,
+                pip_error *err)
 {
     if (rv != PIP_OK && err->correlation_id[0] == '\0') {
         snprintf(err->correlation_id, sizeof(err->correlation_id), "%s",
                  req->meta.correlation_id);
     }
     if (rv != PIP_OK) {
-        dispatch_log_failure(req, err);
+        dispatch_log_failure(req, caller, err);
     }
     return rv;
 }
 
 int
 pip__dispatch(pip_node *node, pip_request *req, int64_t received_ms,
-              json_t **result, pip_error *err)
+              const pip_peer *caller, json_t **result, pip_error *err)
 {
     pip_service *svc;
     int64_t start_us;
@@ -1015,17 +1027,19 @@ pip__dispatch(pip_node *node, pip_request *req, int64_t received_ms,
     *result = NULL;
     svc = pip__node_find_service(node, req->service);
     if (svc == NULL) {
-        return dispatch_finish(req, dispatch_unknown_service(req, err), err);
+        return dispatch_finish(req, caller, dispatch_unknown_service(req, err),
+                               err);
     }
     index = service_find_command(svc, req->command);
     if (index < 0) {
-        return dispatch_finish(req, dispatch_unknown_command(req, err), err);
+        return dispatch_finish(req, caller, dispatch_unknown_command(req, err),
+                               err);
     }
 
     start_us = pip_mono_us();
     rv = dispatch_run(svc, service_command_at(svc, index), req, received_ms,
-                      result, err);
+                      caller, result, err);
     stats_record(&svc->stats[index], (uint64_t)(pip_mono_us() - start_us),
                  rv != PIP_OK);
-    return dispatch_finish(req, rv, err);
+    return dispatch_finish(req, caller, rv, err);
 }

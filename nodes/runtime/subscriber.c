@@ -1,7 +1,9 @@
 /*
  * The event subscriber: one NNG sub0 socket subscribed to a topic prefix,
  * dialed to any number of pub URLs.  Events are matched by NNG on the raw
- * message bytes, which start with the topic (see pip_event_encode).
+ * message bytes, which start with the topic (see pip_event_encode).  With
+ * a network key, the topic stays in the clear and the rest is a sealed
+ * frame; events that fail to open are dropped and counted in the keyring.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 
 #include "pip/client.h"
 #include "pip/time.h"
+#include "seal_msg.h"
 
 /*
  * How long closing waits for a connection that a dial may still be setting
@@ -25,6 +28,7 @@
 struct pip_subscriber {
     nng_socket sock;
     pip_limits limits;
+    pip_keyring *keyring;          /* opens sealed events, or NULL */
     atomic_int pipes;              /* connected pipes */
     atomic_int_fast64_t dialed_ms; /* monotonic time of the last dial */
 };
@@ -72,6 +76,7 @@ pip_subscriber_new(const char *prefix, pip_subscriber **out, pip_error *err)
                              "Failed to allocate a subscriber");
     }
     pip_limits_default(&sub->limits);
+    sub->keyring = pip_keyring_default();
     atomic_init(&sub->pipes, 0);
     atomic_init(&sub->dialed_ms, 0);
 
@@ -102,6 +107,12 @@ pip_subscriber_new(const char *prefix, pip_subscriber **out, pip_error *err)
 
     *out = sub;
     return PIP_OK;
+}
+
+void
+pip_subscriber_set_keyring(pip_subscriber *sub, pip_keyring *kr)
+{
+    sub->keyring = kr;
 }
 
 int
@@ -160,6 +171,49 @@ subscriber_receive(pip_subscriber *sub, int timeout_ms, nng_msg **msg,
     return PIP_OK;
 }
 
+/* Opens a sealed event in place; false when it must be dropped. */
+static bool
+subscriber_open(pip_subscriber *sub, nng_msg **msg)
+{
+    const uint8_t *body = nng_msg_body(*msg);
+    const uint8_t *end = memchr(body, '\0', nng_msg_len(*msg));
+    pip_error err;
+    bool ok;
+
+    if (end == NULL) {
+        return false;
+    }
+    pip_error_init(&err);
+    ok = pip__msg_open(sub->keyring, PIP_SEAL_EVENT, NULL, 0,
+                       (size_t)(end - body) + 1, msg, NULL, NULL,
+                       &err) == PIP_OK;
+    pip_error_fini(&err);
+    return ok;
+}
+
+/* Receives the next event that opens, within timeout_ms overall. */
+static int
+subscriber_receive_open(pip_subscriber *sub, int timeout_ms, nng_msg **msg,
+                        pip_error *err)
+{
+    int64_t until_ms = pip_mono_ms() + timeout_ms;
+
+    for (;;) {
+        int rv = subscriber_receive(sub, timeout_ms, msg, err);
+
+        if (rv != PIP_OK || !pip_keyring_sealing(sub->keyring) ||
+            subscriber_open(sub, msg)) {
+            return rv;
+        }
+        nng_msg_free(*msg);
+        *msg = NULL;
+        if (timeout_ms >= 0) {
+            int64_t left_ms = until_ms - pip_mono_ms();
+            timeout_ms = left_ms > 0 ? (int)left_ms : 0;
+        }
+    }
+}
+
 int
 pip_subscriber_recv(pip_subscriber *sub, int timeout_ms, char **topic,
                     json_t **payload, pip_error *err)
@@ -174,7 +228,7 @@ pip_subscriber_recv(pip_subscriber *sub, int timeout_ms, char **topic,
     *topic = NULL;
     *payload = NULL;
 
-    rv = subscriber_receive(sub, timeout_ms, &msg, err);
+    rv = subscriber_receive_open(sub, timeout_ms, &msg, err);
     if (rv != PIP_OK) {
         return rv;
     }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "pip/error.h"
+#include "pip/seal.h"
 #include "pip/wire.h"
 
 #ifdef __cplusplus
@@ -28,6 +29,9 @@ typedef struct pip_client_options {
     const char *endpoint;      /* send every call here (skips discovery) */
     uint32_t timeout_ms;       /* per call; default 10000 */
     pip_limits limits;         /* for decoding replies */
+    pip_keyring *keyring;      /* seals calls when it has a network key;
+                                  default pip_keyring_default(); must
+                                  outlive the client */
 } pip_client_options;
 
 void pip_client_options_init(pip_client_options *opt);
@@ -53,9 +57,13 @@ int pip_client_call(pip_client *client, const char *method,
 /* Following events from one or more pub sockets. */
 typedef struct pip_subscriber pip_subscriber;
 
-/* Subscribes to topics starting with prefix ("" for all). */
+/* Subscribes to topics starting with prefix ("" for all).  Events are
+ * opened with pip_keyring_default() unless pip_subscriber_set_keyring()
+ * names another. */
 int pip_subscriber_new(const char *prefix, pip_subscriber **out,
                        pip_error *err);
+/* kr (may be NULL for plain events) must outlive the subscriber. */
+void pip_subscriber_set_keyring(pip_subscriber *sub, pip_keyring *kr);
 /* Connects to one more pub URL; safe while receiving. */
 int pip_subscriber_dial(pip_subscriber *sub, const char *url,
                         pip_error *err);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "pip/error.h"
+#include "pip/seal.h"
 #include "pip/service.h"
 #include "pip/wire.h"
 
@@ -39,6 +40,11 @@ typedef struct pip_node pip_node;
  *   --max-msg-bytes N   PIP_MAX_MSG_BYTES  decoder limit; default 1 MiB
  *   --max-depth N       PIP_MAX_DEPTH    nesting limit; default 32
  *   --sync              PIP_SYNC=1       fsync every write
+ *   --network-key-file FILE  PIP_NETWORK_KEY_FILE  seal all traffic
+ *                                        (PIP_NETWORK_KEY: the key line)
+ *   --identity-file FILE     PIP_IDENTITY_FILE     sign as this identity
+ *   --trusted-keys FILE      PIP_TRUSTED_KEYS      accept only these
+ *   --replay-window-ms N     PIP_REPLAY_WINDOW_MS  default 30000
  *   --set KEY=VALUE     PIP_SET (comma-separated KEY=VALUE list)
  *                                        service setting, e.g.
  *                                        logging.options.expire_logs_timeout=3
@@ -56,6 +62,13 @@ typedef struct pip_node_options {
     int contexts;
     int lease_ms;
     bool sync_writes;
+    /* Keys (see pip/seal.h); the environment fills them as for flags. */
+    const char *network_key_file;
+    const char *identity_file;
+    const char *trusted_keys_file;
+    int replay_window_ms;
+    pip_keyring *keyring; /* loaded by the program itself: used instead of
+                             the files, and must outlive the node */
     int log_level;                     /* pip_log_level */
     pip_limits limits;
     json_t *settings;  /* owned object: "service.key" -> string */

@@ -20,6 +20,7 @@
 #include "pip/error.h"
 #include "pip/log.h"
 #include "pip/schema.h"
+#include "pip/seal.h"
 #include "pip/store.h"
 
 #ifdef __cplusplus
@@ -109,6 +110,12 @@ int pip_service_every(pip_service *svc, int64_t period_ms, pip_timer_fn fn,
 pip_service *pip_call_service(pip_call *call);
 /* The correlation id of the call; "" when the caller sent none. */
 const char *pip_call_correlation_id(const pip_call *call);
+/*
+ * Who signed the call (see pip/seal.h): its public key, and its name when
+ * the node's trusted list has it.  NULL when the call was not signed or
+ * came from the same process.  For audit logs.
+ */
+const pip_peer *pip_call_caller(const pip_call *call);
 /* Monotonic deadline in ms (pip_mono_ms), or 0 when there is none. */
 int64_t pip_call_deadline_ms(const pip_call *call);
 /* The error that the handler fills; pass it to libpip functions. */
