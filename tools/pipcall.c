@@ -331,26 +331,42 @@ pipcall_is_unconnected(const pip_error *err)
 }
 
 /*
- * Appends what to do when the discovery node or the --endpoint node
- * cannot be reached.  An instance found through discovery gets no
- * advice, because its node may just have stopped.
+ * What to do after err, or NULL.  A plain call to a node with a network
+ * key times out, because the node drops it without a reply.  When the
+ * discovery node or the --endpoint node cannot be reached, the advice
+ * names it.  An instance found through discovery gets no advice, because
+ * its node may just have stopped.
  */
+static const char *
+pipcall_advice(const pipcall_options *opt, const pip_error *err)
+{
+    const char *url = json_string_value(json_object_get(err->details, "url"));
+
+    if (strcmp(err->code, "TIMEOUT") == 0 &&
+        !pip_keyring_sealing(pip_keyring_default())) {
+        return " If the node uses a network key, pass --network-key-file "
+               "or set PIP_NETWORK_KEY_FILE.";
+    }
+    if (url == NULL || !pipcall_is_unconnected(err)) {
+        return NULL;
+    }
+    if (opt->endpoint != NULL && strcmp(url, opt->endpoint) == 0) {
+        return " Is a node listening there? Check the URL of --endpoint.";
+    }
+    if (opt->endpoint == NULL && strcmp(url, opt->discovery_url) == 0) {
+        return " Is the network running? Start it with ./scripts/run, or "
+               "point --discovery / PIP_DISCOVERY at it.";
+    }
+    return NULL;
+}
+
+/* Appends the advice for err to its message. */
 static void
 pipcall_explain(const pipcall_options *opt, pip_error *err)
 {
-    const char *url = json_string_value(json_object_get(err->details, "url"));
-    const char *advice = NULL;
+    const char *advice = pipcall_advice(opt, err);
     size_t used;
 
-    if (url == NULL || !pipcall_is_unconnected(err)) {
-        return;
-    }
-    if (opt->endpoint != NULL && strcmp(url, opt->endpoint) == 0) {
-        advice = " Is a node listening there? Check the URL of --endpoint.";
-    } else if (opt->endpoint == NULL && strcmp(url, opt->discovery_url) == 0) {
-        advice = " Is the network running? Start it with ./scripts/run, or "
-                 "point --discovery / PIP_DISCOVERY at it.";
-    }
     if (advice == NULL) {
         return;
     }
