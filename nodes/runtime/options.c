@@ -639,26 +639,26 @@ static const option_spec option_specs[] = {
      .env = "PIP_NETWORK_KEY_FILE", .apply = apply_path,
      .help =
      "Network key (made by pipkey network): seal every call and event "
-     "with it and refuse traffic that is not sealed with it. "
-     "PIP_NETWORK_KEY may hold the key line itself. Default: none, "
+     "with it and drop traffic that is not sealed with it. "
+     "PIP_NETWORK_KEY may contain the key line itself. Default: none, "
      "traffic is plain and unauthenticated.",
      .offset = OPTION_FIELD(network_key_file)},
     {.flag = "--identity-file", .metavar = "FILE",
      .env = "PIP_IDENTITY_FILE", .apply = apply_path,
      .help =
-     "Identity key pair (made by pipkey identity): sign every message, "
-     "so receivers know this node. Needs a network key.",
+     "Identity key pair (made by pipkey identity): sign every call and "
+     "event sent, so receivers know this node. Needs a network key.",
      .offset = OPTION_FIELD(identity_file)},
     {.flag = "--trusted-keys", .metavar = "FILE",
      .env = "PIP_TRUSTED_KEYS", .apply = apply_path,
      .help =
-     "Public keys (lines printed by pipkey public): accept only messages "
-     "signed by one of them. Needs a network key.",
+     "Public keys (lines printed by pipkey public): accept only calls and "
+     "events signed by one of them. Needs a network key.",
      .offset = OPTION_FIELD(trusted_keys_file)},
     {.flag = "--replay-window-ms", .metavar = "N",
      .env = "PIP_REPLAY_WINDOW_MS", .apply = apply_int,
      .help =
-     "With a network key, refuse a sealed message sent more than N ms "
+     "With a network key, reject a sealed message sent more than N ms "
      "before or after this node's clock, " OPT_XSTR(REPLAY_MS_MIN) " to "
      OPT_XSTR(REPLAY_MS_MAX) ". Default " OPT_XSTR(PIP_SEAL_WINDOW_MS) ".",
      .min = REPLAY_MS_MIN, .max = REPLAY_MS_MAX,
