@@ -37,7 +37,9 @@ typedef struct seal_trusted {
 /*
  * One generation of seen nonces: an open-addressing set of the nonces'
  * first 8 bytes (random, so they hash themselves), never deleted from;
- * whole generations are dropped instead.
+ * whole generations are dropped instead.  NOTE: a general hash table
+ * (GLib, uthash) would allocate per entry and delete one by one; this set
+ * is one array, so its memory is bounded and dropping it is one free().
  */
 typedef struct seal_gen {
     uint64_t *slots; /* 0 marks a free slot */
