@@ -224,6 +224,24 @@ pipbench_parse_numeric(pipbench_options *opt, const char *name,
     return 0;
 }
 
+static bool
+pipbench_takes_value(const char *name)
+{
+    static const char *const names[] = {
+        "--discovery", "--endpoint",  "--transport",     "--workload",
+        "--json",      "--svg",       "--echo-server",   "-c",
+        "--concurrency", "--sockets", "--rate",          "--warmup",
+        "--duration",  "--count",     "--timeout",       "--network-key-file",
+        "--identity-file", NULL};
+
+    for (int i = 0; names[i] != NULL; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Options that take a value; returns -1 when name is not one of them. */
 static int
 pipbench_parse_valued(pipbench_options *opt, const char *name,
@@ -294,6 +312,9 @@ pipbench_parse_args(pipbench_options *opt, int argc, char **argv)
         } else if (strcmp(name, "-q") == 0 || strcmp(name, "--quiet") == 0) {
             opt->quiet = true;
             continue;
+        }
+        if (!pipbench_takes_value(name)) {
+            return pipbench_usage("unknown option '%s'.", name);
         }
         if (i + 1 == argc) {
             return pipbench_usage("option %s needs a value.", name);

@@ -287,8 +287,9 @@ seal_read_file(const char *path, bool secret, size_t max_bytes, char **out,
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return pip_error_set(err, PIP_E_BAD_REQUEST, "KEY_FILE_UNREADABLE",
-                             "Cannot open key file %s: %s.", path,
-                             strerror(errno));
+                             "Cannot open key file %s: %s. Check the path, "
+                             "or make the file with pipkey.",
+                             path, strerror(errno));
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
         (size_t)st.st_size > max_bytes) {
@@ -384,13 +385,57 @@ seal_second_key(pip_error *err, const char *origin, int line_no)
                          line_no, origin);
 }
 
+/* The kinds of key lines, for errors that name the option taking each. */
+static const struct seal_kind_name {
+    const char *word;
+    const char *noun;
+    const char *where;
+} seal_kind_names[] = {
+    {KIND_NETWORK, "a network key", "pass it with --network-key-file"},
+    {KIND_IDENTITY, "an identity", "pass it with --identity-file"},
+    {KIND_PUBLIC, "a public key", "list it in a --trusted-keys file"},
+};
+
+/*
+ * Fails a line whose kind word names another kind of key than expected,
+ * so that the error says which option takes it.  Returns PIP_OK for any
+ * other line.
+ */
+static int
+seal_check_kind(const char *word, const char *expected, pip_error *err,
+                const char *origin, int line_no)
+{
+    const char *noun = NULL;
+
+    for (size_t i = 0; i < 3; i++) {
+        if (strcmp(seal_kind_names[i].word, expected) == 0) {
+            noun = seal_kind_names[i].noun;
+        }
+    }
+    for (size_t i = 0; i < 3; i++) {
+        const struct seal_kind_name *k = &seal_kind_names[i];
+
+        if (strcmp(word, expected) != 0 && strcmp(word, k->word) == 0) {
+            return pip_error_set(err, PIP_E_BAD_REQUEST, "KEY_FILE_INVALID",
+                                 "Line %d of %s is %s, not %s: %s.", line_no,
+                                 origin, k->noun, noun, k->where);
+        }
+    }
+    return PIP_OK;
+}
+
 static int
 seal_network_line(pip_keyring *kr, char **field, int n, const char *origin,
                   int line_no, pip_error *err)
 {
+
     static const char expected[] =
         "a network key (expected: pip-network-key <base64 of 32 bytes>)";
 
+    if (seal_check_kind(field[0], KIND_NETWORK, err, origin, line_no) !=
+        PIP_OK) {
+        return PIP_E_BAD_REQUEST;
+    }
     if (kr->has_network) {
         return seal_second_key(err, origin, line_no);
     }
@@ -407,9 +452,14 @@ static int
 seal_identity_line(pip_keyring *kr, char **field, int n, const char *origin,
                    int line_no, pip_error *err)
 {
+
     static const char expected[] =
         "an identity (expected: pip-identity <name> <base64 of 64 bytes>)";
 
+    if (seal_check_kind(field[0], KIND_IDENTITY, err, origin, line_no) !=
+        PIP_OK) {
+        return PIP_E_BAD_REQUEST;
+    }
     if (kr->has_identity) {
         return seal_second_key(err, origin, line_no);
     }
@@ -432,6 +482,10 @@ seal_trusted_line(pip_keyring *kr, char **field, int n, const char *origin,
     seal_trusted entry;
     seal_trusted *grown;
 
+    if (seal_check_kind(field[0], KIND_PUBLIC, err, origin, line_no) !=
+        PIP_OK) {
+        return PIP_E_BAD_REQUEST;
+    }
     if (n != 3 || strcmp(field[0], KIND_PUBLIC) != 0 ||
         !seal_name_ok(field[1], strlen(field[1])) ||
         !seal_base64(field[2], entry.public_key, PIP_SEAL_KEY_BYTES)) {

@@ -74,7 +74,8 @@ static const char pipcall_help[] =
     "\n"
     "Exit status: 0 on success, 1 when the call failed (the error is "
     "printed as\n"
-    "JSON on stderr), 2 for a usage error.\n";
+    "JSON on stderr) or a key file could not be loaded, 2 for a usage "
+    "error.\n";
 
 /* ---- command line ---- */
 
@@ -343,6 +344,7 @@ pipcall_advice(const pipcall_options *opt, const pip_error *err)
     const char *url = json_string_value(json_object_get(err->details, "url"));
 
     if (strcmp(err->code, "TIMEOUT") == 0 &&
+        json_object_get(err->details, "method") != NULL &&
         !pip_keyring_sealing(pip_keyring_default())) {
         return " If the node uses a network key, pass --network-key-file "
                "or set PIP_NETWORK_KEY_FILE.";
@@ -371,7 +373,8 @@ pipcall_explain(const pipcall_options *opt, pip_error *err)
         return;
     }
     used = strlen(err->message);
-    snprintf(err->message + used, sizeof(err->message) - used, "%s", advice);
+    snprintf(err->message + used, sizeof(err->message) - used, "%s%s",
+             used > 0 && err->message[used - 1] != '.' ? "." : "", advice);
 }
 
 int

@@ -323,6 +323,12 @@ pipgate_serve(pipgate *gate, const sigset_t *signals)
     int signo = 0;
     int rv = pipgate_open(gate);
 
+    if (rv == 0 && !pip_keyring_sealing(gate->keys)) {
+        pip_log(PIP_LOG_WARN, "pipgate", NULL,
+                "unauthenticated: no network key is set, so the RPC side "
+                "calls plain; on a network with a key, pass "
+                "--network-key-file");
+    }
     if (rv == 0) {
         pip_log(PIP_LOG_INFO, "pipgate", NULL,
                 "started: http=%s discovery=%s workers=%u "

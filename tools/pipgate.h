@@ -47,6 +47,8 @@ typedef struct pipgate_routes {
     json_t *services;        /* name -> describe result */
     json_t *by_route;        /* route -> name */
     int64_t refreshed_ms;    /* pip_mono_ms of the last refresh, or 0 */
+    char list_failure[PIP_MESSAGE_MAX]; /* why the last discovery.list
+                                           failed, or "" */
 } pipgate_routes;
 
 typedef struct pipgate_job pipgate_job;
@@ -95,10 +97,11 @@ void pipgate_routes_fini(pipgate_routes *routes);
  * from discovery when it is older than a few seconds, or sooner on a
  * miss, so a service that joins is found without a restart.  Returns
  * true and copies the name into service[PIPGATE_NAME_MAX]; may block
- * on discovery for a bounded time.
+ * on discovery for a bounded time.  failure[PIP_MESSAGE_MAX] receives why
+ * the last discovery.list failed, or "".
  */
 bool pipgate_routes_find(pipgate_routes *routes, const char *route,
-                         char *service);
+                         char *service, char *failure);
 /* Rebuilds the table when it is older than a few seconds. */
 void pipgate_routes_update(pipgate_routes *routes);
 /*

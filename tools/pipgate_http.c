@@ -88,6 +88,10 @@ pipgate_respond(nng_aio *aio, uint16_t status, const char *body,
     if (status == NNG_HTTP_STATUS_UNAUTHORIZED) {
         nng_http_res_set_header(res, "WWW-Authenticate", "Bearer");
     }
+    if (status == NNG_HTTP_STATUS_METHOD_NOT_ALLOWED) {
+        /* RFC 9110 requires the methods the resource allows. */
+        nng_http_res_set_header(res, "Allow", "POST");
+    }
     nng_aio_set_output(aio, 0, res);
     nng_aio_finish(aio, 0);
 }
@@ -427,13 +431,28 @@ pipgate_parse_body(const pipgate_job *job, json_t **args, pip_error *err)
 
 /*
  * Finds the service of the job's route, or fails with NotFound
- * ROUTE_NOT_FOUND.
+ * ROUTE_NOT_FOUND, or with FailedInvocation DISCOVERY_UNAVAILABLE when
+ * discovery did not answer.
  */
 static int
 pipgate_job_service(pipgate_job *job, char *service, pip_error *err)
 {
-    if (pipgate_routes_find(&job->gate->routes, job->route, service)) {
+    char failure[PIP_MESSAGE_MAX];
+
+    if (pipgate_routes_find(&job->gate->routes, job->route, service,
+                            failure)) {
         return PIP_OK;
+    }
+    if (failure[0] != '\0') {
+        /* The route may exist: the gateway could not ask discovery. */
+        pip_error_set(err, PIP_E_UNAVAILABLE, "DISCOVERY_UNAVAILABLE",
+                      "The gateway cannot tell which service serves "
+                      "'/%s', because discovery did not answer: %s. Check "
+                      "that discovery runs and, on a network with a key, "
+                      "that the gateway has it (--network-key-file).",
+                      job->route, failure);
+        pip_error_detail(err, "route", json_string(job->route));
+        return PIP_E_UNAVAILABLE;
     }
     pip_error_set(err, PIP_E_NOT_FOUND, "ROUTE_NOT_FOUND",
                   "No service serves the route '/%s'; GET /openapi.json "

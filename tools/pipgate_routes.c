@@ -51,9 +51,14 @@ pipgate_route_valid(const char *route)
     return strspn(route, "abcdefghijklmnopqrstuvwxyz0123456789_/") == len;
 }
 
-/* Calls method with a short deadline.  Returns a new reference or NULL. */
+/*
+ * Calls method with a short deadline.  Returns a new reference, or NULL
+ * after logging the failure and copying its message to failure (may be
+ * NULL, else PIP_MESSAGE_MAX bytes).
+ */
 static json_t *
-pipgate_routes_call(pipgate_routes *routes, const char *method)
+pipgate_routes_call(pipgate_routes *routes, const char *method,
+                    char *failure)
 {
     pip_meta meta;
     json_t *result = NULL;
@@ -66,6 +71,9 @@ pipgate_routes_call(pipgate_routes *routes, const char *method)
                         &err) != PIP_OK) {
         pip_log(PIP_LOG_WARN, "pipgate", NULL, "%s failed: %s %s", method,
                 err.code, err.message);
+        if (failure != NULL) {
+            snprintf(failure, PIP_MESSAGE_MAX, "%s", err.message);
+        }
         result = NULL;
     }
     pip_error_fini(&err);
@@ -86,7 +94,7 @@ pipgate_routes_add(pipgate_routes *routes, const char *name,
     const char *route;
 
     snprintf(method, sizeof(method), "%s.describe", name);
-    describe = pipgate_routes_call(routes, method);
+    describe = pipgate_routes_call(routes, method, NULL);
     if (describe == NULL) {
         describe = json_incref(json_object_get(routes->services, name));
     }
@@ -111,7 +119,8 @@ pipgate_routes_add(pipgate_routes *routes, const char *name,
 static void
 pipgate_routes_refresh(pipgate_routes *routes)
 {
-    json_t *instances = pipgate_routes_call(routes, "discovery.list");
+    json_t *instances =
+        pipgate_routes_call(routes, "discovery.list", routes->list_failure);
     json_t *services = json_object();
     json_t *by_route = json_object();
     json_t *instance;
@@ -124,6 +133,7 @@ pipgate_routes_refresh(pipgate_routes *routes)
         json_decref(by_route);
         return; /* keep the old table while discovery is unreachable */
     }
+    routes->list_failure[0] = '\0';
     json_array_foreach(instances, index, instance) {
         const char *name =
             json_string_value(json_object_get(instance, "name"));
@@ -172,7 +182,7 @@ pipgate_routes_update(pipgate_routes *routes)
 
 bool
 pipgate_routes_find(pipgate_routes *routes, const char *route,
-                    char *service)
+                    char *service, char *failure)
 {
     int64_t age_ms;
     bool found;
@@ -188,6 +198,7 @@ pipgate_routes_find(pipgate_routes *routes, const char *route,
         pipgate_routes_refresh(routes);
         found = pipgate_routes_lookup(routes, route, service);
     }
+    snprintf(failure, PIP_MESSAGE_MAX, "%s", routes->list_failure);
     pthread_mutex_unlock(&routes->mutex);
     return found;
 }

@@ -84,7 +84,9 @@ typedef struct piplaunch {
 
 static const char piplaunch_help[] =
     "Usage: piplaunch [--data DIR] [--port N] [--log-level LEVEL]\n"
-    "                 [--gate-port N | --no-gate] [SERVICE...]\n"
+    "                 [--gate-port N | --no-gate] [--network-key-file FILE]\n"
+    "                 [--identity-file FILE] [--trusted-keys FILE]\n"
+    "                 [SERVICE...]\n"
     "\n"
     "Starts discovery and the named services (default: all of them), each "
     "in its\n"
@@ -257,6 +259,23 @@ piplaunch_key_option(int argc, char **argv, int *i)
         }
     }
     return NULL;
+}
+
+/* Prints the exports that let pipcall use the network's keys. */
+static void
+piplaunch_print_key_exports(void)
+{
+    static const char *const names[] = {"PIP_NETWORK_KEY_FILE",
+                                        "PIP_IDENTITY_FILE",
+                                        "PIP_TRUSTED_KEYS"};
+
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        const char *value = getenv(names[k]);
+
+        if (value != NULL && value[0] != '\0') {
+            printf("  export %s=%s\n", names[k], value);
+        }
+    }
 }
 
 /* Applies one option.  Returns 0, -1 after --help, or an exit status. */
@@ -952,6 +971,7 @@ piplaunch_print_table(const piplaunch *pl)
     if (pl->port != PIPLAUNCH_DEFAULT_PORT) {
         printf("  export PIP_DISCOVERY=%s\n", pl->discovery_url);
     }
+    piplaunch_print_key_exports();
     printf("  %s/pipcall list\n", bin);
     printf("  %s/pipcall describe %s\n", bin, piplaunch_example_service(pl));
     if (piplaunch_hosts(pl, "counters")) {

@@ -30,6 +30,10 @@
  * occasional large reply does not pin memory in every context. */
 #define SERVER_SBUF_KEEP_BYTES (256 * 1024)
 
+/* Dropped requests are logged at most once per this period, so a flood of
+ * bad frames cannot flood the log; the counts are in node.statistics. */
+#define SERVER_DROP_LOG_MS 10000
+
 typedef enum server_ctx_state {
     CTX_IDLE = 0,
     CTX_RECEIVING,
@@ -88,6 +92,7 @@ struct pip__server {
     atomic_int in_nng;    /* threads inside nng_ctx_send or _recv */
     bool workers_stop;
     bool quiesced;    /* pip__server_quiesce() ran */
+    atomic_int_fast64_t drop_logged_ms; /* last warning of a dropped request */
 };
 
 /* Listening and bound URLs, shared by the rep and pub sockets */
@@ -283,6 +288,36 @@ server_request_begin(pip__server *srv)
 static bool server_batch_inline_ok(server_ctx *c);
 static void server_process(server_ctx *c);
 
+/* Logs a request that did not open: a warning at most once per
+ * SERVER_DROP_LOG_MS with the totals so far, else a debug line. */
+static void
+server_log_dropped(server_ctx *c, const pip_error *err)
+{
+    pip__server *srv = c->srv;
+    int64_t now_ms = pip_mono_ms();
+    int64_t last_ms = atomic_load(&srv->drop_logged_ms);
+    char label[PIP_SEAL_NAME_MAX + 1];
+    const char *sender = pip_peer_label(&c->caller, label, sizeof(label));
+    pip_seal_stats st;
+
+    if ((last_ms != 0 && now_ms - last_ms < SERVER_DROP_LOG_MS) ||
+        !atomic_compare_exchange_strong(&srv->drop_logged_ms, &last_ms,
+                                        now_ms)) {
+        pip_log(PIP_LOG_DEBUG, srv->node->name, NULL,
+                "request from %s dropped: %s %s", sender, err->code,
+                err->message);
+        return;
+    }
+    pip_keyring_stats(srv->node->keyring, &st);
+    pip_log(PIP_LOG_WARN, srv->node->name, NULL,
+            "request from %s dropped: %s %s Dropped so far: auth_failed=%llu "
+            "replayed=%llu untrusted=%llu (logged at most every %d s)",
+            sender, err->code, err->message,
+            (unsigned long long)st.auth_failed,
+            (unsigned long long)st.replayed,
+            (unsigned long long)st.untrusted, SERVER_DROP_LOG_MS / 1000);
+}
+
 /*
  * Opens a sealed request in place.  A request that does not open is
  * dropped without a reply, so its sender learns nothing but a failed
@@ -303,8 +338,7 @@ server_unseal(server_ctx *c)
     rv = pip__msg_open(kr, PIP_SEAL_REQUEST, NULL, 0, 0, &c->msg, &c->caller,
                        c->nonce, &err);
     if (rv != PIP_OK) {
-        pip_log(PIP_LOG_DEBUG, c->srv->node->name, NULL,
-                "request dropped: %s %s", err.code, err.message);
+        server_log_dropped(c, &err);
     }
     pip_error_fini(&err);
     return rv == PIP_OK;
@@ -704,6 +738,7 @@ pip__server_start(pip_node *node, pip__server **out, pip_error *err)
     }
     srv->node = node;
     atomic_init(&srv->busy, 0);
+    atomic_init(&srv->drop_logged_ms, 0);
     atomic_init(&srv->stopping, false);
     atomic_init(&srv->closing, false);
     atomic_init(&srv->in_nng, 0);

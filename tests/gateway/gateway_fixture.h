@@ -153,6 +153,7 @@ typedef struct http_reply {
     size_t len;
     char content_type[128];
     char www_authenticate[64];
+    char allow[64];
 } http_reply;
 
 static void
@@ -188,6 +189,10 @@ http_header(char *data, size_t size, size_t count, void *arg)
     if (len > 14 && strncasecmp(data, "Content-Type: ", 14) == 0) {
         snprintf(reply->content_type, sizeof(reply->content_type), "%.*s",
                  (int)strcspn(data + 14, "\r\n"), data + 14);
+    }
+    if (len > 7 && strncasecmp(data, "Allow: ", 7) == 0) {
+        snprintf(reply->allow, sizeof(reply->allow), "%.*s",
+                 (int)strcspn(data + 7, "\r\n"), data + 7);
     }
     if (len > 18 && strncasecmp(data, "WWW-Authenticate: ", 18) == 0) {
         snprintf(reply->www_authenticate, sizeof(reply->www_authenticate),

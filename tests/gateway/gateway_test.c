@@ -461,6 +461,7 @@ test_bad_routes_rejected(void **state)
     snprintf(url, sizeof(url), "%s/v1/counters/read_counters", gw.open_url);
     http_request("GET", url, NULL, NULL, &reply);
     assert_error(&reply, 405, "METHOD_NOT_ALLOWED");
+    assert_string_equal(reply.allow, "POST");
     http_reply_fini(&reply);
     http_request("DELETE", url, NULL, NULL, &reply);
     assert_error(&reply, 405, "METHOD_NOT_ALLOWED");

@@ -494,6 +494,65 @@ test_gateway_calls_sealed_nodes(void **state)
     assert_int_equal(status, 200);
 }
 
+/* Collects a response body into a fixed buffer. */
+static size_t
+collect_body(char *data, size_t size, size_t count, void *arg)
+{
+    char *body = arg;
+    size_t used = strlen(body);
+    size_t len = size * count;
+
+    if (used + len < 4096) {
+        memcpy(body + used, data, len);
+        body[used + len] = '\0';
+    }
+    return len;
+}
+
+/* A gateway without the key cannot reach discovery, and says so rather
+ * than reporting the route as unknown. */
+static void
+test_gateway_without_key_explains(void **state)
+{
+    fixture *f = *state;
+    char listen[HARNESS_URL_MAX];
+    char endpoint[HARNESS_URL_MAX + 64];
+    static char body[4096];
+    long status = 0;
+    CURL *curl;
+
+    assert_true(harness_start_discovery(f->h, 10000));
+    snprintf(listen, sizeof(listen), "http://127.0.0.1:%d",
+             harness_free_port());
+    unsetenv("PIP_NETWORK_KEY_FILE");
+    assert_non_null(harness_start(
+        f->h, "pipgate",
+        (const char *const[]){"pipgate", "--listen", listen, "--discovery",
+                              f->h->discovery_url, NULL},
+        false));
+    setenv("PIP_NETWORK_KEY_FILE", f->net, 1);
+
+    snprintf(endpoint, sizeof(endpoint), "%s/v1/counters/read_counters",
+             listen);
+    curl = curl_easy_init();
+    assert_non_null(curl);
+    curl_easy_setopt(curl, CURLOPT_URL, endpoint);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, body);
+    for (int i = 0; i < 50 && status == 0; i++) {
+        body[0] = '\0';
+        harness_sleep_ms(200);
+        curl_easy_perform(curl);
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    }
+    curl_easy_cleanup(curl);
+    assert_int_equal(status, 500);
+    assert_non_null(strstr(body, "DISCOVERY_UNAVAILABLE"));
+    assert_non_null(strstr(body, "--network-key-file"));
+}
+
 int
 main(void)
 {
@@ -508,6 +567,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_events_sealed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_gateway_calls_sealed_nodes,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gateway_without_key_explains,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipbench_seals_its_calls, setup,
                                         teardown),

@@ -420,6 +420,7 @@ test_key_files_private_and_checked(void **state)
 
     assert_int_equal(pip_keyring_load_network_key(kr, fx->alice, &err),
                      PIP_E_BAD_REQUEST);
+    assert_non_null(strstr(err.message, "pass it with --identity-file"));
     assert_int_equal(pip_keyring_load_trusted(kr, fx->net, &err),
                      PIP_E_BAD_REQUEST);
     assert_false(pip_keyring_sealing(kr));
