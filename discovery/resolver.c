@@ -308,10 +308,15 @@ pip_resolver_resolve_within(pip_resolver *r, const char *name,
         return PIP_OK;
     }
 
-    /* Stale instances beat none while discovery is unreachable. */
+    /*
+     * Stale instances beat none while discovery is unreachable.  They are
+     * cached again for RESOLVER_TTL_MS, so that only one call per TTL waits
+     * for discovery to fail instead of every call.
+     */
     if (rv == PIP_E_UNAVAILABLE || rv == PIP_E_TIMEOUT) {
         *instances = resolver_cached(r, name, false);
         if (*instances != NULL) {
+            resolver_store(r, name, *instances, generation);
             if (err != NULL) {
                 pip_error_fini(err);
             }
