@@ -183,6 +183,36 @@ refused(const char *url, const char *key)
     return count;
 }
 
+/* No log of any child and no describe output contains the network key. */
+static void
+assert_no_key_in_logs(fixture *f)
+{
+    char *key_line = harness_read_file(f->net);
+    char *key;
+    harness_output out;
+
+    assert_non_null(key_line);
+    key = strchr(key_line, ' ');
+    assert_non_null(key);
+    key[strcspn(key, "\n")] = '\0';
+    key++;
+    assert_true(strlen(key) > 40);
+    for (int i = 0; i < f->h->proc_count; i++) {
+        char *log = harness_read_file(f->h->procs[i].log_path);
+
+        assert_non_null(log);
+        assert_null(strstr(log, key));
+        free(log);
+    }
+    assert_int_equal(HARNESS_PIPCALL(f->h, &out, "--compact",
+                                     "counters.describe"),
+                     0);
+    assert_int_equal(out.exit_code, 0);
+    assert_null(strstr(out.out, key));
+    harness_output_fini(&out);
+    free(key_line);
+}
+
 static void
 test_sealed_network_serves_key_holders(void **state)
 {
@@ -202,8 +232,9 @@ test_sealed_network_serves_key_holders(void **state)
     assert_int_equal(HARNESS_PIPCALL(f->h, &out, "--compact",
                                      "counters.write_counter",
                                      "counter={\"name\":\"sealed\","
-                                     "\"type\":1,\"value\":7}"),
+                                     "\"type\":1,\"count\":7}"),
                      0);
+    assert_int_equal(out.exit_code, 0);
     harness_output_fini(&out);
     assert_int_equal(PIPCALL(f, &out, "--discovery", f->h->discovery_url,
                              "--compact", "counters.read_counters"),
@@ -224,6 +255,8 @@ test_sealed_network_serves_key_holders(void **state)
     assert_null(strstr(out.out, "sealed"));
     harness_output_fini(&out);
     assert_true(refused(url, "auth_failed") >= 1);
+
+    assert_no_key_in_logs(f);
 
     /* Another network key fails the same way. */
     assert_int_equal(PIPCALL(f, &out, "--endpoint", url, "--timeout", "1500",
