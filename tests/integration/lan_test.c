@@ -14,6 +14,10 @@
  *      calling both;
  *   5. discovery starts again: both nodes register again.
  *
+ * Every host runs sealed with one network key, as the README's LAN set-up
+ * describes: the key file is made here and passed on through
+ * PIP_NETWORK_KEY_FILE, and this process uses it as its default keyring.
+ *
  * Without root, or where `ip netns add` is rejected, every test is
  * skipped with the reason, and the program exits LAN_EXIT_SKIPPED, which
  * ctest reports as a skip.
@@ -33,6 +37,7 @@
 #include "harness.h"
 #include "lan_net.h"
 #include "pip/client.h"
+#include "pip/seal.h"
 
 /* ctest's SKIP_RETURN_CODE for this test, set in CMakeLists.txt. */
 #define LAN_EXIT_SKIPPED 77
@@ -93,6 +98,7 @@ typedef struct lan_fixture {
     lan_node c;
     pip_client *client;      /* the long-lived client on host D */
     int64_t last_resolve_ms; /* when client last called through discovery */
+    pip_keyring *keys;       /* the network key of every host */
 } lan_fixture;
 
 /* Set when the tests were skipped, for the exit status. */
@@ -202,13 +208,41 @@ lan_client_new(const char *discovery_url, const char *endpoint,
 
 /* ---- setup and teardown ---- */
 
+/* Makes the network key that every host and the test's clients use. */
+static int
+lan_make_key(lan_fixture *f)
+{
+    pip_key_sources src = {0};
+    char path[PATH_MAX];
+    pip_error err;
+    int rv;
+
+    pip_error_init(&err);
+    if (!harness_path(f->h, "net.key", path)) {
+        return -1;
+    }
+    src.network_key_file = path;
+    rv = pip_key_write_network(path, &err);
+    if (rv == PIP_OK) {
+        rv = pip_keyring_configure(&src, &f->keys, &err);
+    }
+    if (rv != PIP_OK) {
+        fprintf(stderr, "lan_test: %s\n", err.message);
+        pip_error_fini(&err);
+        return -1;
+    }
+    setenv("PIP_NETWORK_KEY_FILE", path, 1);
+    pip_keyring_set_default(f->keys);
+    return 0;
+}
+
 static int
 lan_start_hosts(lan_fixture *f)
 {
     char address[32];
 
     f->h = harness_new();
-    if (f->h == NULL) {
+    if (f->h == NULL || lan_make_key(f) != 0) {
         return -1;
     }
     lan_net_address(LAN_HOST_A, address, sizeof(address));
@@ -277,6 +311,9 @@ lan_teardown(void **state)
     if (f->h != NULL) {
         rv = harness_free(f->h);
     }
+    unsetenv("PIP_NETWORK_KEY_FILE");
+    pip_keyring_set_default(NULL);
+    pip_keyring_free(f->keys);
     if (f->net_ready) {
         lan_net_destroy(&f->net);
     }
