@@ -110,9 +110,22 @@ proto_path_key(proto_path *path, const char *key, size_t key_len)
     size_t used = path->len + 2;
     size_t room = used < sizeof(path->text) ? sizeof(path->text) - used : 0;
     size_t shown_len = proto_utf8_prefix(key, key_len, room);
+    size_t dot_len = path->len > 0 ? 1 : 0;
+    char *end = path->text + path->len;
 
-    bridge_path_printf(path, "%s%.*s", path->len > 0 ? "." : "",
-                       (int)shown_len, key);
+    /* Copied by hand, because this runs for every map key that a request
+     * or a stored record decodes.  vsnprintf here took a sixth of the
+     * instructions of a counters write in a callgrind profile. */
+    if (dot_len + shown_len >= sizeof(path->text) - path->len) {
+        *end = '\0';
+        return;
+    }
+    if (dot_len > 0) {
+        *end++ = '.';
+    }
+    memcpy(end, key, shown_len);
+    end[shown_len] = '\0';
+    path->len += dot_len + shown_len;
 }
 
 void

@@ -7,7 +7,6 @@
  */
 #include "pip/time.h"
 
-#include <stdio.h>
 #include <time.h>
 
 #define TIME_MS_PER_DAY 86400000LL
@@ -112,6 +111,16 @@ time_days_in_month(int64_t year, int month)
     return days[month - 1];
 }
 
+/* Writes value as exactly count decimal digits, zero-padded. */
+static void
+time_put_digits(char *out, unsigned value, int count)
+{
+    for (int i = count - 1; i >= 0; i--) {
+        out[i] = (char)('0' + value % 10);
+        value /= 10;
+    }
+}
+
 void
 pip_time_format(int64_t ms, char out[PIP_TIME_STRLEN])
 {
@@ -131,12 +140,24 @@ pip_time_format(int64_t ms, char out[PIP_TIME_STRLEN])
     days = time_floor_div(ms, TIME_MS_PER_DAY);
     ms_of_day = (uint32_t)(ms - days * TIME_MS_PER_DAY);
     time_civil_from_days(days, &year, &month, &day);
-    /* The clamp keeps every field in range, and the modulo lets the
-     * compiler prove that the output fits. */
-    snprintf(out, PIP_TIME_STRLEN, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
-             (unsigned)year % 10000, (unsigned)month % 100,
-             (unsigned)day % 100, ms_of_day / 3600000 % 24,
-             ms_of_day / 60000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
+    /* Written digit by digit, because snprintf took about 3% of the
+     * instructions of a counters write in a callgrind profile.  The clamp
+     * keeps every field in range. */
+    time_put_digits(out, (unsigned)year % 10000, 4);
+    out[4] = '-';
+    time_put_digits(out + 5, (unsigned)month % 100, 2);
+    out[7] = '-';
+    time_put_digits(out + 8, (unsigned)day % 100, 2);
+    out[10] = 'T';
+    time_put_digits(out + 11, ms_of_day / 3600000 % 24, 2);
+    out[13] = ':';
+    time_put_digits(out + 14, ms_of_day / 60000 % 60, 2);
+    out[16] = ':';
+    time_put_digits(out + 17, ms_of_day / 1000 % 60, 2);
+    out[19] = '.';
+    time_put_digits(out + 20, ms_of_day % 1000, 3);
+    out[23] = 'Z';
+    out[24] = '\0';
 }
 
 /* A cursor over the text being parsed. */

@@ -18,11 +18,13 @@
 
 #include <pthread.h>
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pip/crud.h"
 #include "pip/wire.h"
+#include "store_internal.h"
 
 #define STORE_STRIPES 256
 #define STORE_ID_MAX_BYTES 1024
@@ -43,6 +45,15 @@ struct pip_collection {
     pip_collection *next;
 };
 
+/* A write call waiting in the group commit queue, on its caller's stack. */
+typedef struct store_writer {
+    rocksdb_writebatch_t *wb;
+    bool done;
+    bool failed;
+    char *cause; /* the failure message (malloc'd), NULL when none */
+    struct store_writer *next;
+} store_writer;
+
 struct pip_store {
     rocksdb_t *db;
     rocksdb_options_t *options;
@@ -53,6 +64,29 @@ struct pip_store {
     pthread_mutex_t collections_lock;
     pip_collection *collections;
     pthread_mutex_t stripes[STORE_STRIPES];
+
+    /*
+     * The group commit (see store_commit).  commit_lock guards the queue
+     * and leader_active, and is the mutex of commit_cv.  merged is the
+     * leader's batch, so only the one active leader touches it.
+     */
+    pthread_mutex_t commit_lock;
+    pthread_cond_t commit_cv; /* a group finished, or the last writer left */
+    store_writer *queue_head;
+    store_writer *queue_tail;
+    bool leader_active;
+    rocksdb_writebatch_t *merged;
+    pip__store_commit_hook commit_hook;
+    void *commit_hook_ctx;
+
+    /*
+     * Write calls running, and whether pip_store_close() began.  A call
+     * raises writers before it reads closing, and close sets closing
+     * before it reads writers, so with sequentially consistent atomics
+     * either the call sees the flag or close waits for the call.
+     */
+    atomic_int writers;
+    atomic_bool closing;
 };
 
 /* ---- key building ---- */
@@ -635,6 +669,204 @@ store_write(pip_store *st, rocksdb_writebatch_t *wb, const pip_collection *c,
     return PIP_OK;
 }
 
+/* ---- group commit ---- */
+
+static void
+store_merge_put(void *merged, const char *key, size_t key_len,
+                const char *value, size_t value_len)
+{
+    rocksdb_writebatch_put(merged, key, key_len, value, value_len);
+}
+
+static void
+store_merge_delete(void *merged, const char *key, size_t key_len)
+{
+    rocksdb_writebatch_delete(merged, key, key_len);
+}
+
+/*
+ * Writes the batches of a group as one RocksDB write, in queue order.
+ * Returns NULL on success, or the failure message (malloc'd, or NULL
+ * with *failed set when even that allocation failed).
+ */
+static char *
+store_group_write(pip_store *st, store_writer *group, bool *failed)
+{
+    rocksdb_writebatch_t *wb = group->wb;
+    char *cause = NULL;
+    size_t n = 0;
+
+    for (const store_writer *w = group; w != NULL; w = w->next) {
+        n++;
+    }
+    if (st->commit_hook != NULL) {
+        const char *message = st->commit_hook(st->commit_hook_ctx, n);
+
+        if (message != NULL) {
+            *failed = true;
+            return strdup(message);
+        }
+    }
+    if (n > 1) {
+        int expected = 0;
+
+        wb = st->merged;
+        rocksdb_writebatch_clear(wb);
+        for (const store_writer *w = group; w != NULL; w = w->next) {
+            rocksdb_writebatch_iterate(w->wb, wb, store_merge_put,
+                                       store_merge_delete);
+            expected += rocksdb_writebatch_count(w->wb);
+        }
+        /* The iteration reports no error, so a record it could not copy
+         * shows only in the count. */
+        if (rocksdb_writebatch_count(wb) != expected) {
+            *failed = true;
+            return strdup("the group's batches could not be merged");
+        }
+    }
+    rocksdb_write(st->db, st->write_options, wb, &cause);
+    *failed = cause != NULL;
+    return cause;
+}
+
+/* Hands every writer of the group the result.  Runs under commit_lock. */
+static void
+store_group_finish(store_writer *group, bool failed, const char *cause)
+{
+    store_writer *w = group;
+
+    while (w != NULL) {
+        store_writer *next = w->next;
+
+        w->failed = failed;
+        w->cause = failed && cause != NULL ? strdup(cause) : NULL;
+        w->done = true;
+        w = next;
+    }
+}
+
+static int
+store_commit_failed(pip_error *err, store_writer *self,
+                    const pip_collection *c)
+{
+    const char *cause = self->cause != NULL ? self->cause : "out of memory";
+
+    pip_error_set(err, PIP_E_INTERNAL, "STORE_WRITE_FAILED",
+                  "Failed to write%s%s: %s.",
+                  c != NULL ? " in collection " : "", c != NULL ? c->name : "",
+                  cause);
+    pip_error_detail(err, "cause", json_string(cause));
+    if (c != NULL) {
+        pip_error_detail(err, "collection", json_string(c->name));
+    }
+    free(self->cause);
+    self->cause = NULL;
+    return PIP_E_INTERNAL;
+}
+
+/*
+ * Writes wb as part of a group commit.  The writer queues its batch.
+ * When no leader is writing, it becomes the leader and takes every batch
+ * queued so far.  It writes them as one RocksDB write (one WAL append,
+ * and one fsync with the sync option) and hands each writer the result,
+ * so a failed write fails every writer of its group.  Otherwise the
+ * writer waits until a leader has written its batch, or until it may
+ * lead itself.  The batches may contain only puts and deletes, because
+ * the merge copies nothing else.
+ */
+static int
+store_commit(pip_store *st, rocksdb_writebatch_t *wb, const pip_collection *c,
+             pip_error *err)
+{
+    store_writer self = {.wb = wb};
+    store_writer *group;
+    char *cause;
+    bool failed = false;
+
+    pthread_mutex_lock(&st->commit_lock);
+    if (st->queue_tail != NULL) {
+        st->queue_tail->next = &self;
+    } else {
+        st->queue_head = &self;
+    }
+    st->queue_tail = &self;
+    while (!self.done && st->leader_active) {
+        pthread_cond_wait(&st->commit_cv, &st->commit_lock);
+    }
+    if (!self.done) {
+        group = st->queue_head;
+        st->queue_head = NULL;
+        st->queue_tail = NULL;
+        st->leader_active = true;
+        pthread_mutex_unlock(&st->commit_lock);
+
+        cause = store_group_write(st, group, &failed);
+
+        pthread_mutex_lock(&st->commit_lock);
+        store_group_finish(group, failed, cause);
+        st->leader_active = false;
+        pthread_cond_broadcast(&st->commit_cv);
+        free(cause);
+    }
+    pthread_mutex_unlock(&st->commit_lock);
+
+    return self.failed ? store_commit_failed(err, &self, c) : PIP_OK;
+}
+
+void
+pip__store_set_commit_hook(pip_store *st, pip__store_commit_hook hook,
+                           void *ctx)
+{
+    st->commit_hook = hook;
+    st->commit_hook_ctx = ctx;
+}
+
+static void
+store_write_end(pip_store *st)
+{
+    if (atomic_fetch_sub(&st->writers, 1) == 1 && atomic_load(&st->closing)) {
+        pthread_mutex_lock(&st->commit_lock);
+        pthread_cond_broadcast(&st->commit_cv);
+        pthread_mutex_unlock(&st->commit_lock);
+    }
+}
+
+size_t
+pip__store_commit_queue_length(pip_store *st)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&st->commit_lock);
+    for (const store_writer *w = st->queue_head; w != NULL; w = w->next) {
+        n++;
+    }
+    pthread_mutex_unlock(&st->commit_lock);
+    return n;
+}
+
+bool
+pip__store_closing(pip_store *st)
+{
+    return atomic_load(&st->closing);
+}
+
+/*
+ * Counts a write call, so that pip_store_close() waits for it.  Fails
+ * once the close began.
+ */
+static int
+store_write_begin(pip_store *st, pip_error *err)
+{
+    atomic_fetch_add(&st->writers, 1);
+    if (atomic_load(&st->closing)) {
+        store_write_end(st);
+        return pip_error_set(err, PIP_E_INVALID_STATE, "STORE_CLOSED",
+                             "The store is closing; the write was not "
+                             "made.");
+    }
+    return PIP_OK;
+}
+
 /*
  * Reads the record that a write replaces.  A corrupt old record does not
  * block the write, so a bad value can always be overwritten or deleted.
@@ -665,7 +897,7 @@ store_apply(pip_collection *c, const char *id, const json_t *old,
 
     rv = store_stage(wb, c, id, old, next, err);
     if (rv == PIP_OK) {
-        rv = store_write(c->store, wb, c, err);
+        rv = store_commit(c->store, wb, c, err);
     }
     rocksdb_writebatch_destroy(wb);
     return rv;
@@ -801,6 +1033,9 @@ store_free(pip_store *st)
         rocksdb_close(st->db);
     }
     rocksdb_writeoptions_destroy(st->write_options);
+    if (st->merged != NULL) {
+        rocksdb_writebatch_destroy(st->merged);
+    }
     rocksdb_readoptions_destroy(st->read_options);
     rocksdb_block_based_options_destroy(st->table_options);
     rocksdb_cache_destroy(st->cache);
@@ -809,6 +1044,8 @@ store_free(pip_store *st)
         pthread_mutex_destroy(&st->stripes[i]);
     }
     pthread_mutex_destroy(&st->collections_lock);
+    pthread_cond_destroy(&st->commit_cv);
+    pthread_mutex_destroy(&st->commit_lock);
     free(st);
 }
 
@@ -838,6 +1075,11 @@ pip_store_open(const char *path, const pip_store_options *opt, pip_store **out,
     for (int i = 0; i < STORE_STRIPES; i++) {
         pthread_mutex_init(&st->stripes[i], NULL);
     }
+    pthread_mutex_init(&st->commit_lock, NULL);
+    pthread_cond_init(&st->commit_cv, NULL);
+    atomic_init(&st->writers, 0);
+    atomic_init(&st->closing, false);
+    st->merged = rocksdb_writebatch_create();
     store_configure(st, opt);
 
     st->db = rocksdb_open(st->options, path, &cause);
@@ -863,6 +1105,13 @@ pip_store_close(pip_store *st)
     if (st == NULL) {
         return;
     }
+    /* Write calls that already began finish first, and later ones fail. */
+    atomic_store(&st->closing, true);
+    pthread_mutex_lock(&st->commit_lock);
+    while (atomic_load(&st->writers) > 0) {
+        pthread_cond_wait(&st->commit_cv, &st->commit_lock);
+    }
+    pthread_mutex_unlock(&st->commit_lock);
     /*
      * A failed flush loses nothing, because the WAL still contains every
      * write.  Its error is dropped, since close has no way to report it.
@@ -1310,6 +1559,9 @@ pip_coll_put(pip_collection *c, const char *id, const json_t *record,
     if (rv == PIP_OK) {
         rv = store_check_record(record, err);
     }
+    if (rv == PIP_OK) {
+        rv = store_write_begin(c->store, err);
+    }
     if (rv != PIP_OK) {
         return rv;
     }
@@ -1317,6 +1569,7 @@ pip_coll_put(pip_collection *c, const char *id, const json_t *record,
     stripe = store_lock(c, id);
     rv = store_replace(c, id, record, &old, err);
     pthread_mutex_unlock(stripe);
+    store_write_end(c->store);
     json_decref(old);
     return rv;
 }
@@ -1333,6 +1586,9 @@ pip_coll_delete(pip_collection *c, const char *id, json_t **old,
         *old = NULL;
     }
     rv = store_check_id(id, err);
+    if (rv == PIP_OK) {
+        rv = store_write_begin(c->store, err);
+    }
     if (rv != PIP_OK) {
         return rv;
     }
@@ -1340,6 +1596,7 @@ pip_coll_delete(pip_collection *c, const char *id, json_t **old,
     stripe = store_lock(c, id);
     rv = store_replace(c, id, NULL, &removed, err);
     pthread_mutex_unlock(stripe);
+    store_write_end(c->store);
 
     if (old != NULL) {
         *old = removed;
@@ -1357,10 +1614,15 @@ pip_coll_delete(pip_collection *c, const char *id, json_t **old,
 int
 pip_coll_clear(pip_collection *c, pip_error *err)
 {
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_t *wb;
     store_key key;
     int rv;
 
+    rv = store_write_begin(c->store, err);
+    if (rv != PIP_OK) {
+        return rv;
+    }
+    wb = rocksdb_writebatch_create();
     store_key_init(&key);
     store_key_record_prefix(&key, c);
     rv = store_stage_delete_prefix(wb, &key, err);
@@ -1370,10 +1632,12 @@ pip_coll_clear(pip_collection *c, pip_error *err)
         rv = store_stage_delete_prefix(wb, &key, err);
     }
     if (rv == PIP_OK) {
+        /* Not a group commit: the merge does not copy range deletions. */
         rv = store_write(c->store, wb, c, err);
     }
     store_key_fini(&key);
     rocksdb_writebatch_destroy(wb);
+    store_write_end(c->store);
     return rv;
 }
 
@@ -1394,6 +1658,9 @@ pip_coll_update(pip_collection *c, const char *id, pip_update_fn fn, void *ctx,
         *result = NULL;
     }
     rv = store_check_id(id, err);
+    if (rv == PIP_OK) {
+        rv = store_write_begin(c->store, err);
+    }
     if (rv != PIP_OK) {
         return rv;
     }
@@ -1410,6 +1677,7 @@ pip_coll_update(pip_collection *c, const char *id, pip_update_fn fn, void *ctx,
         rv = store_apply(c, id, current, next, err);
     }
     pthread_mutex_unlock(stripe);
+    store_write_end(c->store);
 
     json_decref(current);
     if (rv == PIP_OK && result != NULL) {
@@ -1656,8 +1924,14 @@ pip_batch_commit(pip_batch *b, pip_error *err)
         return pip_error_set(err, PIP_E_INVALID_STATE, "INVALID_BATCH",
                              "No batch to commit.");
     }
+    rv = store_write_begin(b->store, err);
+    if (rv != PIP_OK) {
+        pip_batch_free(b);
+        return rv;
+    }
     stripes = malloc((b->len + 1) * sizeof(*stripes));
     if (stripes == NULL) {
+        store_write_end(b->store);
         pip_batch_free(b);
         return store_oom(err);
     }
@@ -1670,7 +1944,7 @@ pip_batch_commit(pip_batch *b, pip_error *err)
     wb = rocksdb_writebatch_create();
     rv = store_batch_stage(b, wb, err);
     if (rv == PIP_OK && rocksdb_writebatch_count(wb) > 0) {
-        rv = store_write(b->store, wb, NULL, err);
+        rv = store_commit(b->store, wb, NULL, err);
     }
     rocksdb_writebatch_destroy(wb);
     for (size_t i = n; i > 0; i--) {
@@ -1678,6 +1952,7 @@ pip_batch_commit(pip_batch *b, pip_error *err)
     }
 
     free(stripes);
+    store_write_end(b->store);
     pip_batch_free(b);
     return rv;
 }
