@@ -45,7 +45,11 @@ void pip_store_options_default(pip_store_options *opt);
  */
 int pip_store_open(const char *path, const pip_store_options *opt,
                    pip_store **out, pip_error *err);
-/* Flushes and closes; collections of the store become invalid. */
+/*
+ * Waits for the writes already started, then flushes and closes; the
+ * collections of the store become invalid.  A write that starts after the
+ * close began fails with PIP_E_INVALID_STATE STORE_CLOSED.
+ */
 void pip_store_close(pip_store *st);
 
 /*
