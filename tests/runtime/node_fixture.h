@@ -32,7 +32,7 @@
 #include "pip/time.h"
 #include "pip/wire.h"
 
-#define DEMO_SLOW_MS 300
+#define DEMO_SLOW_MS 600
 #define FIXTURE_RECV_TIMEOUT_MS 5000
 #define FIXTURE_MAX_RESPONSES 80
 
