@@ -38,8 +38,9 @@ typedef struct seal_trusted {
  * One generation of seen nonces: an open-addressing set of the nonces'
  * first 8 bytes (random, so they hash themselves), never deleted from;
  * whole generations are dropped instead.  NOTE: a general hash table
- * (GLib, uthash) would allocate per entry and delete one by one; this set
- * is one array, so its memory is bounded and dropping it is one free().
+ * (GLib, uthash) would allocate per entry and delete one by one.  This
+ * set is one array, so its memory is bounded and dropping it is one
+ * free().
  */
 typedef struct seal_gen {
     uint64_t *slots; /* 0 marks a free slot */
@@ -396,9 +397,11 @@ static const struct seal_kind_name {
     {KIND_PUBLIC, "a public key", "list it in a --trusted-keys file"},
 };
 
+#define SEAL_KIND_COUNT (sizeof(seal_kind_names) / sizeof(seal_kind_names[0]))
+
 /*
  * Fails a line whose kind word names another kind of key than expected,
- * so that the error says which option takes it.  Returns PIP_OK for any
+ * with an error that names the option taking it.  Returns PIP_OK for any
  * other line.
  */
 static int
@@ -407,12 +410,12 @@ seal_check_kind(const char *word, const char *expected, pip_error *err,
 {
     const char *noun = NULL;
 
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < SEAL_KIND_COUNT; i++) {
         if (strcmp(seal_kind_names[i].word, expected) == 0) {
             noun = seal_kind_names[i].noun;
         }
     }
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < SEAL_KIND_COUNT; i++) {
         const struct seal_kind_name *k = &seal_kind_names[i];
 
         if (strcmp(word, expected) != 0 && strcmp(word, k->word) == 0) {

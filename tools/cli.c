@@ -37,6 +37,63 @@ cli_parse_int(const char *text, long long min, long long max, long long *out)
     return true;
 }
 
+const char *
+cli_option_value(const char *name, int argc, char **argv, int *i)
+{
+    size_t name_len = strlen(name);
+    const char *arg = argv[*i];
+
+    if (strncmp(arg, name, name_len) != 0) {
+        return NULL;
+    }
+    if (arg[name_len] == '=') {
+        return arg + name_len + 1;
+    }
+    if (arg[name_len] != '\0' || *i + 1 >= argc) {
+        return NULL;
+    }
+    *i += 1;
+    return argv[*i];
+}
+
+/* The key options and their environment variables. */
+static const char *const cli_key_options[][2] = {
+    {"--network-key-file", "PIP_NETWORK_KEY_FILE"},
+    {"--identity-file", "PIP_IDENTITY_FILE"},
+    {"--trusted-keys", "PIP_TRUSTED_KEYS"},
+};
+
+#define CLI_KEY_OPTION_COUNT                                                   \
+    (sizeof(cli_key_options) / sizeof(cli_key_options[0]))
+
+const char *
+cli_parse_key_option(pip_key_sources *src, int argc, char **argv, int *i)
+{
+    for (size_t k = 0; k < CLI_KEY_OPTION_COUNT; k++) {
+        const char *name = cli_key_options[k][0];
+        const char *value = cli_option_value(name, argc, argv, i);
+
+        if (value != NULL) {
+            cli_key_option(src, name, value);
+            return value;
+        }
+    }
+    return NULL;
+}
+
+void
+cli_export_keys(const pip_key_sources *src)
+{
+    const char *files[CLI_KEY_OPTION_COUNT] = {
+        src->network_key_file, src->identity_file, src->trusted_keys_file};
+
+    for (size_t k = 0; k < CLI_KEY_OPTION_COUNT; k++) {
+        if (files[k] != NULL) {
+            setenv(cli_key_options[k][1], files[k], 1);
+        }
+    }
+}
+
 bool
 cli_key_option(pip_key_sources *src, const char *name, const char *value)
 {

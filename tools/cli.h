@@ -40,10 +40,27 @@ bool cli_parse_int(const char *text, long long min, long long max,
     "keys\n"                                                                   \
     "                   (env PIP_TRUSTED_KEYS)\n"
 
+/*
+ * Reads the value of option `name` from "--name=value" or from the next
+ * argument, moving *i past it.  Returns NULL when argv[*i] is another
+ * option or has no value.
+ */
+const char *cli_option_value(const char *name, int argc, char **argv,
+                             int *i);
+
 /* Sets the field of src that a key option names; false for another
  * option. */
 bool cli_key_option(pip_key_sources *src, const char *name,
                     const char *value);
+
+/* When argv[*i] is a key option with its value, sets its field of src
+ * and returns the value (see cli_option_value); else returns NULL. */
+const char *cli_parse_key_option(pip_key_sources *src, int argc,
+                                 char **argv, int *i);
+
+/* Sets PIP_NETWORK_KEY_FILE, PIP_IDENTITY_FILE and PIP_TRUSTED_KEYS from
+ * the files that src names, so that child processes inherit the keys. */
+void cli_export_keys(const pip_key_sources *src);
 
 /*
  * Loads the keys that src or the environment name and installs them as

@@ -65,29 +65,6 @@ static const char pipgate_help[] =
 
 /* ---- command line ---- */
 
-/*
- * Reads the value of option `name` from "--name=value" or from the next
- * argument.  Returns NULL when arg is another option or has no value.
- */
-static const char *
-pipgate_option_value(const char *name, int argc, char **argv, int *i)
-{
-    size_t name_len = strlen(name);
-    const char *arg = argv[*i];
-
-    if (strncmp(arg, name, name_len) != 0) {
-        return NULL;
-    }
-    if (arg[name_len] == '=') {
-        return arg + name_len + 1;
-    }
-    if (arg[name_len] != '\0' || *i + 1 >= argc) {
-        return NULL;
-    }
-    *i += 1;
-    return argv[*i];
-}
-
 typedef struct pipgate_number_option {
     const char *name;
     long long min;
@@ -129,7 +106,7 @@ pipgate_parse_number_option(pipgate_options *opt, int argc, char **argv,
 {
     for (int k = 0; pipgate_number_options[k].name != NULL; k++) {
         const pipgate_number_option *o = &pipgate_number_options[k];
-        const char *value = pipgate_option_value(o->name, argc, argv, i);
+        const char *value = cli_option_value(o->name, argc, argv, i);
         long long number;
 
         if (value == NULL) {
@@ -146,24 +123,6 @@ pipgate_parse_number_option(pipgate_options *opt, int argc, char **argv,
     return 1;
 }
 
-/* Applies a key option; returns its value, or NULL when arg is not one. */
-static const char *
-pipgate_key_option(pipgate_options *opt, int argc, char **argv, int *i)
-{
-    static const char *const names[] = {"--network-key-file",
-                                        "--identity-file", "--trusted-keys"};
-
-    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-        const char *value = pipgate_option_value(names[k], argc, argv, i);
-
-        if (value != NULL) {
-            cli_key_option(&opt->keys, names[k], value);
-            return value;
-        }
-    }
-    return NULL;
-}
-
 /* Applies one option.  Returns 0, -1 after --help, or an exit status. */
 static int
 pipgate_parse_option(pipgate_options *opt, int argc, char **argv, int *i)
@@ -176,15 +135,15 @@ pipgate_parse_option(pipgate_options *opt, int argc, char **argv, int *i)
         fputs(pipgate_help, stdout);
         return -1;
     }
-    if ((value = pipgate_option_value("--listen", argc, argv, i)) != NULL) {
+    if ((value = cli_option_value("--listen", argc, argv, i)) != NULL) {
         opt->listen = value;
-    } else if ((value = pipgate_option_value("--discovery", argc, argv,
+    } else if ((value = cli_option_value("--discovery", argc, argv,
                                              i)) != NULL) {
         opt->discovery = value;
-    } else if ((value = pipgate_option_value("--token-file", argc, argv,
+    } else if ((value = cli_option_value("--token-file", argc, argv,
                                              i)) != NULL) {
         opt->token_file = value;
-    } else if ((value = pipgate_option_value("--log-level", argc, argv,
+    } else if ((value = cli_option_value("--log-level", argc, argv,
                                              i)) != NULL) {
         if (pip_log_level_parse(value) < 0) {
             return pipgate_usage_error("invalid --log-level '%s': expected "
@@ -194,7 +153,8 @@ pipgate_parse_option(pipgate_options *opt, int argc, char **argv, int *i)
         opt->log_level = value;
     } else if ((rv = pipgate_parse_number_option(opt, argc, argv, i)) != 1) {
         return rv;
-    } else if ((value = pipgate_key_option(opt, argc, argv, i)) != NULL) {
+    } else if ((value = cli_parse_key_option(&opt->keys, argc, argv, i)) !=
+               NULL) {
         return 0;
     } else {
         return pipgate_usage_error("unknown option, or option without a "

@@ -432,7 +432,7 @@ pipgate_parse_body(const pipgate_job *job, json_t **args, pip_error *err)
 /*
  * Finds the service of the job's route, or fails with NotFound
  * ROUTE_NOT_FOUND, or with FailedInvocation DISCOVERY_UNAVAILABLE when
- * discovery did not answer.
+ * discovery did not reply.
  */
 static int
 pipgate_job_service(pipgate_job *job, char *service, pip_error *err)
@@ -447,7 +447,7 @@ pipgate_job_service(pipgate_job *job, char *service, pip_error *err)
         /* The route may exist: the gateway could not ask discovery. */
         pip_error_set(err, PIP_E_UNAVAILABLE, "DISCOVERY_UNAVAILABLE",
                       "The gateway cannot tell which service serves "
-                      "'/%s', because discovery did not answer: %s. Check "
+                      "'/%s', because discovery did not reply: %s. Check "
                       "that discovery runs and, on a network with a key, "
                       "that the gateway has it (--network-key-file).",
                       job->route, failure);

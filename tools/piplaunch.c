@@ -75,6 +75,7 @@ typedef struct piplaunch {
     char discovery_url[PIPLAUNCH_URL_MAX];
     char discovery_pub_url[PIPLAUNCH_URL_MAX];
     char **child_env; /* environ without PIP_DISCOVERY */
+    pip_key_sources key_files; /* the key options, passed to children */
     pip_keyring *keys; /* piplaunch's own calls; NULL when plain */
     bool discovery_answered;
     piplaunch_child *children; /* [0] is discovery, the gateway last */
@@ -213,54 +214,6 @@ piplaunch_add_all_services(piplaunch *pl)
     }
 }
 
-/*
- * Reads the value of option `name` from "--name=value" or from the next
- * argument.  Returns NULL when it is missing.
- */
-static const char *
-piplaunch_option_value(const char *name, int argc, char **argv, int *i)
-{
-    size_t name_len = strlen(name);
-    const char *arg = argv[*i];
-
-    if (strncmp(arg, name, name_len) != 0) {
-        return NULL;
-    }
-    if (arg[name_len] == '=') {
-        return arg + name_len + 1;
-    }
-    if (arg[name_len] != '\0' || *i + 1 >= argc) {
-        return NULL;
-    }
-    *i += 1;
-    return argv[*i];
-}
-
-/*
- * Applies a key option by setting its environment variable, which the
- * children inherit and piplaunch's own keyring reads.  Returns the value,
- * or NULL when arg is not a key option.
- */
-static const char *
-piplaunch_key_option(int argc, char **argv, int *i)
-{
-    static const char *const names[][2] = {
-        {"--network-key-file", "PIP_NETWORK_KEY_FILE"},
-        {"--identity-file", "PIP_IDENTITY_FILE"},
-        {"--trusted-keys", "PIP_TRUSTED_KEYS"},
-    };
-
-    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-        const char *value = piplaunch_option_value(names[k][0], argc, argv, i);
-
-        if (value != NULL) {
-            setenv(names[k][1], value, 1);
-            return value;
-        }
-    }
-    return NULL;
-}
-
 /* Prints the exports that let pipcall use the network's keys. */
 static void
 piplaunch_print_key_exports(void)
@@ -290,7 +243,7 @@ piplaunch_parse_option(piplaunch *pl, int argc, char **argv, int *i)
         return -1;
     }
     if (strncmp(arg, "--data", 6) == 0 &&
-        (value = piplaunch_option_value("--data", argc, argv, i)) != NULL) {
+        (value = cli_option_value("--data", argc, argv, i)) != NULL) {
         if (value[0] == '\0') {
             return piplaunch_usage_error("invalid --data: empty folder "
                                          "name.");
@@ -299,7 +252,7 @@ piplaunch_parse_option(piplaunch *pl, int argc, char **argv, int *i)
         return 0;
     }
     if (strncmp(arg, "--port", 6) == 0 &&
-        (value = piplaunch_option_value("--port", argc, argv, i)) != NULL) {
+        (value = cli_option_value("--port", argc, argv, i)) != NULL) {
         if (!piplaunch_parse_port(value, &pl->port)) {
             return piplaunch_usage_error(
                 "invalid --port '%s': expected a port from 1 to 65534.",
@@ -312,7 +265,7 @@ piplaunch_parse_option(piplaunch *pl, int argc, char **argv, int *i)
         return 0;
     }
     if (strncmp(arg, "--gate-port", 11) == 0 &&
-        (value = piplaunch_option_value("--gate-port", argc, argv, i)) !=
+        (value = cli_option_value("--gate-port", argc, argv, i)) !=
             NULL) {
         if (!piplaunch_parse_port(value, &pl->gate_port)) {
             return piplaunch_usage_error(
@@ -322,7 +275,7 @@ piplaunch_parse_option(piplaunch *pl, int argc, char **argv, int *i)
         return 0;
     }
     if (strncmp(arg, "--log-level", 11) == 0 &&
-        (value = piplaunch_option_value("--log-level", argc, argv, i)) !=
+        (value = cli_option_value("--log-level", argc, argv, i)) !=
             NULL) {
         if (pip_log_level_parse(value) < 0) {
             return piplaunch_usage_error(
@@ -333,11 +286,12 @@ piplaunch_parse_option(piplaunch *pl, int argc, char **argv, int *i)
         pl->log_level = value;
         return 0;
     }
-    if ((value = piplaunch_key_option(argc, argv, i)) != NULL) {
-        return value[0] != '\0' ? 0
-                                : piplaunch_usage_error("option %s needs a "
-                                                        "file name.",
-                                                        arg);
+    value = cli_parse_key_option(&pl->key_files, argc, argv, i);
+    if (value != NULL && value[0] == '\0') {
+        return piplaunch_usage_error("option %s needs a file name.", arg);
+    }
+    if (value != NULL) {
+        return 0;
     }
     if (strcmp(arg, "--data") == 0 || strcmp(arg, "--port") == 0 ||
         strcmp(arg, "--gate-port") == 0 || strcmp(arg, "--log-level") == 0) {
@@ -1099,9 +1053,9 @@ main(int argc, char **argv)
 
     rv = piplaunch_parse_args(&pl, argc, argv);
     if (rv == 0) {
-        pip_key_sources none = {0};
-
-        rv = cli_keys_load("piplaunch", &none, &pl.keys)
+        /* Exported before piplaunch_build_env() copies the environment. */
+        cli_export_keys(&pl.key_files);
+        rv = cli_keys_load("piplaunch", &pl.key_files, &pl.keys)
                  ? 0
                  : PIPLAUNCH_EXIT_FAILED;
     }

@@ -302,17 +302,21 @@ server_log_dropped(server_ctx *c, const pip_error *err)
     int64_t now_ms = pip_mono_ms();
     int64_t last_ms = atomic_load(&srv->drop_logged_ms);
     char label[PIP_SEAL_NAME_MAX + 1];
-    const char *sender = pip_peer_label(&c->caller, label, sizeof(label));
+    const char *sender;
     pip_seal_stats st;
 
     if ((last_ms != 0 && now_ms - last_ms < SERVER_DROP_LOG_MS) ||
         !atomic_compare_exchange_strong(&srv->drop_logged_ms, &last_ms,
                                         now_ms)) {
-        pip_log(PIP_LOG_DEBUG, srv->node->name, NULL,
-                "request from %s dropped: %s %s", sender, err->code,
-                err->message);
+        if (pip_log_enabled(PIP_LOG_DEBUG)) {
+            pip_log(PIP_LOG_DEBUG, srv->node->name, NULL,
+                    "request from %s dropped: %s %s",
+                    pip_peer_label(&c->caller, label, sizeof(label)),
+                    err->code, err->message);
+        }
         return;
     }
+    sender = pip_peer_label(&c->caller, label, sizeof(label));
     pip_keyring_stats(srv->node->keyring, &st);
     pip_log(PIP_LOG_WARN, srv->node->name, NULL,
             "request from %s dropped: %s %s Dropped so far: auth_failed=%llu "
@@ -1048,8 +1052,9 @@ pip__publisher_close(pip__publisher *pub)
     pub->url = NULL;
 }
 
-/* The event as a message, sealed when the node has a network key; the
- * topic and its zero byte stay in the clear for the subscribers' filter. */
+/* Builds the event's message, sealed when the node has a network key.
+ * The topic and its zero byte stay in the clear, because subscribers
+ * filter on them. */
 static int
 publisher_message(pip__publisher *pub, const void *buf, size_t len,
                   const char *topic, nng_msg **out)

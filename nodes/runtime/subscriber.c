@@ -3,7 +3,7 @@
  * dialed to any number of pub URLs.  Events are matched by NNG on the raw
  * message bytes, which start with the topic (see pip_event_encode).  With
  * a network key, the topic stays in the clear and the rest is a sealed
- * frame; events that fail to open are dropped and counted in the keyring.
+ * frame.  Events that fail to open are dropped and counted in the keyring.
  */
 #include <stdatomic.h>
 #include <stdlib.h>

@@ -484,7 +484,7 @@ test_events_sealed(void **state)
     pip_error_fini(&err);
 }
 
-/* The gateway's RPC side holds the key: HTTP calls reach sealed nodes. */
+/* The gateway's RPC side has the key, so HTTP calls reach sealed nodes. */
 static void
 test_gateway_calls_sealed_nodes(void **state)
 {
@@ -542,8 +542,8 @@ collect_body(char *data, size_t size, size_t count, void *arg)
     return len;
 }
 
-/* A gateway without the key cannot reach discovery, and says so rather
- * than reporting the route as unknown. */
+/* A gateway without the key cannot reach discovery, and reports that
+ * rather than an unknown route. */
 static void
 test_gateway_without_key_explains(void **state)
 {

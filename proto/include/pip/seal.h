@@ -19,11 +19,11 @@
  *        | ciphertext | tag (16)
  *
  * The additional data of the AEAD is everything before the signature plus
- * a BLAKE2b hash of the frame's context: nothing for a request, the
- * request's nonce for a reply (so a reply opens only for its own request),
- * and the topic for an event (which travels in the clear before the frame
- * so that subscribers can filter on it).  The signature covers the same
- * bytes and the ciphertext.  Requests and events older or newer than the
+ * a BLAKE2b hash of the frame's context.  A request has no context.  A
+ * reply's context is its request's nonce, so a reply opens only for its
+ * own request.  An event's context is its topic, which travels in the
+ * clear before the frame because subscribers filter on it.  The signature
+ * covers the same bytes and the ciphertext.  Requests and events older or newer than the
  * replay window, or whose nonce was seen before, are rejected.
  *
  * Secrets never leave the keyring: errors name files and lines, never
@@ -157,11 +157,11 @@ int pip_seal(const pip_keyring *kr, pip_seal_kind kind,
 
 /*
  * Opens a frame of the given kind into plain, which has room for len
- * bytes; fills *plain_len, *peer (may be NULL) and nonce_out (may be
+ * bytes, and fills *plain_len, *peer (may be NULL) and nonce_out (may be
  * NULL).  Requests and events also pass the replay check.  Errors:
  * PIP_E_UNAUTHORIZED with code NOT_SEALED, AUTH_FAILED, REPLAYED or
- * UNTRUSTED_SENDER; each is also counted.  The message says what failed,
- * never anything about the keys.
+ * UNTRUSTED_SENDER, each also counted in the keyring.  The message names
+ * the check that failed, never anything about the keys.
  */
 int pip_open(pip_keyring *kr, pip_seal_kind kind, const uint8_t *context,
              size_t context_len, const uint8_t *frame, size_t len,
