@@ -441,7 +441,7 @@ discovery_select(discovery_state *st, const char *name)
 static discovery_state *
 discovery_state_of(pip_call *call)
 {
-    return pip_service_state(pip_call_service(call));
+    return pip_call_state(call);
 }
 
 static int

@@ -77,12 +77,6 @@ static const pip_field counters_write_counters_args[] = {
     PIP_FIELDS_END,
 };
 
-static counters_state *
-counters_state_of(pip_call *call)
-{
-    return pip_service_state(pip_call_service(call));
-}
-
 static int64_t
 counters_type_of(const json_t *counter)
 {
@@ -290,7 +284,7 @@ counters_merge(const json_t *current, json_t **next, void *ctx, pip_error *err)
 static int
 counters_write_one(pip_call *call, json_t *counter, json_t **merged)
 {
-    counters_state *st = counters_state_of(call);
+    counters_state *st = pip_call_state(call);
     pip_error *err = pip_call_error(call);
     const char *name = json_string_value(json_object_get(counter, "name"));
     char now[PIP_TIME_STRLEN];
@@ -488,6 +482,7 @@ counters_scan_prefix(const counters_query *q)
 static int
 counters_read_counters(pip_call *call, json_t *args, json_t **result)
 {
+    counters_state *st = pip_call_state(call);
     pip_error *err = pip_call_error(call);
     counters_query q;
     pip_paging paging;
@@ -502,8 +497,7 @@ counters_read_counters(pip_call *call, json_t *args, json_t **result)
         scan.prefix = counters_scan_prefix(&q);
         scan.match = counters_match;
         scan.match_ctx = &q;
-        rv = pip_coll_list(counters_state_of(call)->counters, &scan, &paging,
-                           result, err);
+        rv = pip_coll_list(st->counters, &scan, &paging, result, err);
     }
     counters_query_fini(&q);
     return rv;
@@ -512,37 +506,23 @@ counters_read_counters(pip_call *call, json_t *args, json_t **result)
 static int
 counters_clear(pip_call *call, json_t *args, json_t **result)
 {
+    counters_state *st = pip_call_state(call);
+
     (void)args;
     (void)result;
-    return pip_coll_clear(counters_state_of(call)->counters,
-                          pip_call_error(call));
+    return pip_coll_clear(st->counters, pip_call_error(call));
 }
 
 static int
 counters_open(pip_service *svc, pip_error *err)
 {
-    counters_state *st = calloc(1, sizeof(*st));
-    int rv;
+    counters_state *st = pip_service_new_state(svc, sizeof(*st), err);
 
     if (st == NULL) {
-        return pip_error_set(err, PIP_E_INTERNAL, "OUT_OF_MEMORY",
-                             "Cannot allocate the counters state.");
+        return PIP_E_INTERNAL;
     }
-    rv = pip_store_collection(pip_service_store(svc), "counters", NULL,
-                              &st->counters, err);
-    if (rv != PIP_OK) {
-        free(st);
-        return rv;
-    }
-    pip_service_set_state(svc, st);
-    return PIP_OK;
-}
-
-static void
-counters_close(pip_service *svc)
-{
-    free(pip_service_state(svc));
-    pip_service_set_state(svc, NULL);
+    return pip_store_collection(pip_service_store(svc), "counters", NULL,
+                                &st->counters, err);
 }
 
 static const pip_command counters_commands[] = {
@@ -573,5 +553,4 @@ const pip_service_def pip_counters_service = {
     .events = NULL,
     .uses_store = true,
     .open = counters_open,
-    .close = counters_close,
 };

@@ -109,12 +109,6 @@ static const pip_field logging_write_messages_args[] = {
     PIP_FIELDS_END,
 };
 
-static logging_state *
-logging_state_of(pip_call *call)
-{
-    return pip_service_state(pip_call_service(call));
-}
-
 static int
 logging_level_of(const json_t *message)
 {
@@ -221,7 +215,7 @@ logging_batch_message(logging_state *st, pip_batch *batch, json_t *message,
 static int
 logging_write(pip_call *call, json_t *messages)
 {
-    logging_state *st = logging_state_of(call);
+    logging_state *st = pip_call_state(call);
     pip_error *err = pip_call_error(call);
     pip_batch *batch;
     size_t i;
@@ -407,7 +401,7 @@ logging_list(pip_call *call, pip_collection *coll, const logging_query *q,
 static int
 logging_read(pip_call *call, json_t *args, json_t **result, bool errors)
 {
-    logging_state *st = logging_state_of(call);
+    logging_state *st = pip_call_state(call);
     pip_error *err = pip_call_error(call);
     logging_query q;
     pip_paging paging;
@@ -441,10 +435,11 @@ logging_read_errors(pip_call *call, json_t *args, json_t **result)
 static int
 logging_clear(pip_call *call, json_t *args, json_t **result)
 {
+    logging_state *st = pip_call_state(call);
+
     (void)args;
     (void)result;
-    return pip_coll_clear(logging_state_of(call)->messages,
-                          pip_call_error(call));
+    return pip_coll_clear(st->messages, pip_call_error(call));
 }
 
 typedef struct logging_expired {
@@ -601,12 +596,11 @@ static int
 logging_open(pip_service *svc, pip_error *err)
 {
     pip_store *store = pip_service_store(svc);
-    logging_state *st = calloc(1, sizeof(*st));
+    logging_state *st = pip_service_new_state(svc, sizeof(*st), err);
     int rv;
 
     if (st == NULL) {
-        return pip_error_set(err, PIP_E_INTERNAL, "OUT_OF_MEMORY",
-                             "Cannot allocate the logging state.");
+        return PIP_E_INTERNAL;
     }
     st->svc = svc;
     rv = pip_store_collection(store, "messages", NULL, &st->messages, err);
@@ -616,19 +610,7 @@ logging_open(pip_service *svc, pip_error *err)
     if (rv == PIP_OK) {
         rv = logging_start_expiry(svc, st, err);
     }
-    if (rv != PIP_OK) {
-        free(st);
-        return rv;
-    }
-    pip_service_set_state(svc, st);
-    return PIP_OK;
-}
-
-static void
-logging_close(pip_service *svc)
-{
-    free(pip_service_state(svc));
-    pip_service_set_state(svc, NULL);
+    return rv;
 }
 
 static const pip_command logging_commands[] = {
@@ -669,5 +651,4 @@ const pip_service_def pip_logging_service = {
     .events = NULL,
     .uses_store = true,
     .open = logging_open,
-    .close = logging_close,
 };

@@ -507,6 +507,7 @@ node_open_service(pip_node *node, pip_service *svc, pip_error *err)
         }
     }
     if (rv != PIP_OK) {
+        pip__service_free_state(svc);
         pip_log(PIP_LOG_ERROR, svc->def->name, NULL,
                 "cannot open service: %s %s", err->code, err->message);
         return err->category != PIP_OK ? (int)err->category : rv;
@@ -746,6 +747,7 @@ node_close_services(pip_node *node)
         if (svc->opened && svc->def->close != NULL) {
             svc->def->close(svc);
         }
+        pip__service_free_state(svc);
         svc->opened = false;
     }
     for (int i = 0; i < node->n_services; i++) {

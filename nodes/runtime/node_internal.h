@@ -59,6 +59,7 @@ struct pip_service {
     pip__cmd_stats *stats; /* n_commands + n_builtins entries */
     pip_store *store;
     void *state;
+    bool owns_state; /* the runtime allocated state, so it frees it */
     bool opened; /* the open hook succeeded */
 
     pthread_mutex_t timers_mtx;
@@ -68,6 +69,9 @@ struct pip_service {
     pthread_mutex_t config_mtx;
     json_t *config_warned; /* keys whose invalid value was logged */
 };
+
+/* Frees a state from pip_service_new_state() and clears the state. */
+void pip__service_free_state(pip_service *svc);
 
 struct pip_call {
     pip_service *svc;

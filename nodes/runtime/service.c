@@ -52,13 +52,46 @@ pip_service_state(pip_service *svc)
 void
 pip_service_set_state(pip_service *svc, void *state)
 {
+    pip__service_free_state(svc);
     svc->state = state;
+}
+
+void *
+pip_service_new_state(pip_service *svc, size_t size, pip_error *err)
+{
+    void *state = calloc(1, size > 0 ? size : 1);
+
+    if (state == NULL) {
+        pip_error_set(err, PIP_E_INTERNAL, "OUT_OF_MEMORY",
+                      "Cannot allocate the state of service %s.",
+                      svc->def->name);
+        return NULL;
+    }
+    pip_service_set_state(svc, state);
+    svc->owns_state = true;
+    return state;
+}
+
+void
+pip__service_free_state(pip_service *svc)
+{
+    if (svc->owns_state) {
+        free(svc->state);
+        svc->owns_state = false;
+    }
+    svc->state = NULL;
 }
 
 pip_service *
 pip_call_service(pip_call *call)
 {
     return call->svc;
+}
+
+void *
+pip_call_state(pip_call *call)
+{
+    return call->svc->state;
 }
 
 const char *

@@ -868,6 +868,27 @@ store_write_begin(pip_store *st, pip_error *err)
 }
 
 /*
+ * Starts a write to the record id: clears *out when given, checks the id
+ * and counts the write.  On success the caller ends it with
+ * store_write_end().
+ */
+static int
+store_record_write_begin(pip_collection *c, const char *id, json_t **out,
+                         pip_error *err)
+{
+    int rv;
+
+    if (out != NULL) {
+        *out = NULL;
+    }
+    rv = store_check_id(id, err);
+    if (rv == PIP_OK) {
+        rv = store_write_begin(c->store, err);
+    }
+    return rv;
+}
+
+/*
  * Reads the record that a write replaces.  A corrupt old record does not
  * block the write, so a bad value can always be overwritten or deleted.
  * Its index entries cannot be found and stay behind, and index scans
@@ -1582,13 +1603,7 @@ pip_coll_delete(pip_collection *c, const char *id, json_t **old,
     json_t *removed = NULL;
     int rv;
 
-    if (old != NULL) {
-        *old = NULL;
-    }
-    rv = store_check_id(id, err);
-    if (rv == PIP_OK) {
-        rv = store_write_begin(c->store, err);
-    }
+    rv = store_record_write_begin(c, id, old, err);
     if (rv != PIP_OK) {
         return rv;
     }
@@ -1654,13 +1669,7 @@ pip_coll_update(pip_collection *c, const char *id, pip_update_fn fn, void *ctx,
     json_t *next = NULL;
     int rv;
 
-    if (result != NULL) {
-        *result = NULL;
-    }
-    rv = store_check_id(id, err);
-    if (rv == PIP_OK) {
-        rv = store_write_begin(c->store, err);
-    }
+    rv = store_record_write_begin(c, id, result, err);
     if (rv != PIP_OK) {
         return rv;
     }

@@ -64,10 +64,12 @@ static const pip_field settings_modify_args[] = {
     PIP_FIELDS_END,
 };
 
-static settings_state *
-settings_state_of(pip_call *call)
+static pip_collection *
+settings_sections(pip_call *call)
 {
-    return pip_service_state(pip_call_service(call));
+    settings_state *st = pip_call_state(call);
+
+    return st->sections;
 }
 
 static int
@@ -323,7 +325,7 @@ settings_set_section(pip_call *call, json_t *args, json_t **result)
         return settings_no_memory(err, "the section");
     }
 
-    rv = pip_coll_put(settings_state_of(call)->sections, id, record, err);
+    rv = pip_coll_put(settings_sections(call), id, record, err);
     if (rv == PIP_OK) {
         rv = settings_finish_change(call, record, result);
     }
@@ -354,7 +356,7 @@ settings_modify_section(pip_call *call, json_t *args, json_t **result)
         change.updates = updates;
         change.increments = increments;
         change.update_time = now;
-        rv = pip_coll_update(settings_state_of(call)->sections, change.id,
+        rv = pip_coll_update(settings_sections(call), change.id,
                              settings_modify_record, &change, &record, err);
     }
     if (rv == PIP_OK) {
@@ -375,7 +377,7 @@ settings_get_section_by_id(pip_call *call, json_t *args, json_t **result)
     json_t *params;
     int rv;
 
-    rv = pip_coll_get(settings_state_of(call)->sections, id, &record,
+    rv = pip_coll_get(settings_sections(call), id, &record,
                       pip_call_error(call));
     if (rv != PIP_OK) {
         return rv;
@@ -438,7 +440,7 @@ settings_list(pip_call *call, const json_t *args, json_t **page)
     }
     scan.match = settings_match;
     scan.match_ctx = &q;
-    return pip_coll_list(settings_state_of(call)->sections, &scan, &paging,
+    return pip_coll_list(settings_sections(call), &scan, &paging,
                          page, err);
 }
 
@@ -483,27 +485,13 @@ settings_get_section_ids(pip_call *call, json_t *args, json_t **result)
 static int
 settings_open(pip_service *svc, pip_error *err)
 {
-    settings_state *st = calloc(1, sizeof(*st));
-    int rv;
+    settings_state *st = pip_service_new_state(svc, sizeof(*st), err);
 
     if (st == NULL) {
-        return settings_no_memory(err, "the settings state");
+        return PIP_E_INTERNAL;
     }
-    rv = pip_store_collection(pip_service_store(svc), "sections", NULL,
-                              &st->sections, err);
-    if (rv != PIP_OK) {
-        free(st);
-        return rv;
-    }
-    pip_service_set_state(svc, st);
-    return PIP_OK;
-}
-
-static void
-settings_close(pip_service *svc)
-{
-    free(pip_service_state(svc));
-    pip_service_set_state(svc, NULL);
+    return pip_store_collection(pip_service_store(svc), "sections", NULL,
+                                &st->sections, err);
 }
 
 static const pip_command settings_commands[] = {
@@ -541,5 +529,4 @@ const pip_service_def pip_settings_service = {
     .events = settings_events,
     .uses_store = true,
     .open = settings_open,
-    .close = settings_close,
 };

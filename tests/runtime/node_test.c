@@ -725,6 +725,107 @@ test_start_fails_on_busy_port(void **state)
     fixture_expect_alive(f, f->sock);
 }
 
+/* A service whose state the runtime allocates and frees */
+
+typedef struct tally_state {
+    int64_t value;
+} tally_state;
+
+static bool tally_open_fails;
+
+static int
+tally_value(pip_call *call, json_t *args, json_t **result)
+{
+    tally_state *st = pip_call_state(call);
+
+    (void)args;
+    *result = json_integer(st->value);
+    return PIP_OK;
+}
+
+static int
+tally_open(pip_service *svc, pip_error *err)
+{
+    tally_state *st = pip_service_new_state(svc, sizeof(*st), err);
+
+    if (st == NULL) {
+        return PIP_E_INTERNAL;
+    }
+    st->value = 42;
+    if (tally_open_fails) {
+        return pip_error_set(err, PIP_E_INTERNAL, "TALLY_BROKEN",
+                             "The tally service fails to open on purpose.");
+    }
+    return PIP_OK;
+}
+
+static const pip_command tally_commands[] = {
+    {"value", tally_value, NULL, "integer", "Returns the state's value."},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static const pip_service_def tally_def = {
+    .name = "tally",
+    .version = "1.0",
+    .route = "v1/tally",
+    .doc = "A service with a runtime-owned state and no close hook.",
+    .commands = tally_commands,
+    .open = tally_open,
+};
+
+/* Starts a node with the demo and tally services and returns the status. */
+static int
+tally_node_start(node_fixture *f, pip_error *err)
+{
+    int rv = pip_node_new(&f->options, &f->node, err);
+
+    if (rv == PIP_OK) {
+        rv = pip_node_add(f->node, &demo_def, err);
+    }
+    if (rv == PIP_OK) {
+        rv = pip_node_add(f->node, &tally_def, err);
+    }
+    if (rv == PIP_OK) {
+        rv = pip_node_start(f->node, err);
+    }
+    return rv;
+}
+
+/* The sanitizer build checks that the runtime frees the state. */
+static void
+test_handler_reads_runtime_state(void **state)
+{
+    node_fixture *f = fixture_new();
+    pip_response resp;
+    pip_error err;
+
+    *state = f;
+    tally_open_fails = false;
+    pip_error_init(&err);
+    assert_int_equal(tally_node_start(f, &err), PIP_OK);
+    pip_error_fini(&err);
+    f->sock = fixture_dial(f, FIXTURE_RECV_TIMEOUT_MS);
+
+    fixture_call(f, "tally.value", NULL, &resp);
+    assert_false(resp.failed);
+    assert_int_equal(json_integer_value(resp.result), 42);
+    pip_response_fini(&resp);
+}
+
+static void
+test_failed_open_frees_state(void **state)
+{
+    node_fixture *f = fixture_new();
+    pip_error err;
+
+    *state = f;
+    tally_open_fails = true;
+    pip_error_init(&err);
+    assert_int_equal(tally_node_start(f, &err), PIP_E_INTERNAL);
+    assert_string_equal(err.code, "TALLY_BROKEN");
+    pip_error_fini(&err);
+}
+
 static void
 test_start_fails_on_bad_url(void **state)
 {
@@ -991,6 +1092,10 @@ main(void)
         NODE_TEST(test_default_setting_used),
         NODE_TEST(test_add_rejects_bad_services),
         NODE_TEST(test_start_fails_on_busy_port),
+        cmocka_unit_test_teardown(test_handler_reads_runtime_state,
+                                  fixture_teardown),
+        cmocka_unit_test_teardown(test_failed_open_frees_state,
+                                  fixture_teardown),
         cmocka_unit_test(test_start_fails_on_bad_url),
         NODE_TEST(test_wait_returns_after_shutdown),
         NODE_TEST(test_wait_returns_on_sigterm),

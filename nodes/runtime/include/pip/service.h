@@ -73,7 +73,17 @@ const pip_service_def *pip_service_definition(const pip_service *svc);
 /* The service's store, or NULL when uses_store is false. */
 pip_store *pip_service_store(pip_service *svc);
 void *pip_service_state(pip_service *svc);
+/* Sets the state.  A state from pip_service_new_state() that it replaces
+ * is freed, and the service frees a state it sets here itself. */
 void pip_service_set_state(pip_service *svc, void *state);
+/*
+ * Allocates size zeroed bytes as the service's state, for its open hook.
+ * The runtime frees them after the close hook, or when the open hook
+ * fails.  So a service whose state is plain memory needs no close hook,
+ * and must not free the state.  Returns NULL, with err set, when memory
+ * runs out.
+ */
+void *pip_service_new_state(pip_service *svc, size_t size, pip_error *err);
 
 /*
  * Reads a configuration value: the node's setting "<service>.<key>" when
@@ -108,6 +118,8 @@ int pip_service_every(pip_service *svc, int64_t period_ms, pip_timer_fn fn,
                       void *ctx, pip_error *err);
 
 pip_service *pip_call_service(pip_call *call);
+/* Returns the state of the call's service. */
+void *pip_call_state(pip_call *call);
 /* The correlation id of the call; "" when the caller sent none. */
 const char *pip_call_correlation_id(const pip_call *call);
 /*
