@@ -57,6 +57,7 @@ struct pip_service {
     int n_commands;              /* entries of def->commands */
     int n_builtins;
     pip__cmd_stats *stats; /* n_commands + n_builtins entries */
+    bool *read_only;       /* the same entries: listed in def->read_only */
     pip_store *store;
     void *state;
     bool owns_state; /* the runtime allocated state, so it frees it */
@@ -166,9 +167,10 @@ PIP__HIDDEN int pip__dispatch(pip_node *node, pip_request *req,
 /*
  * Whether req may run on a thread that must not block, such as an NNG
  * callback: true when it names a built-in command (ping, describe,
- * health, statistics), which reads only memory, or a service or command
- * that does not exist, which only gets an error reply.  Handlers of a
- * service's own commands may block on their store, so they give false.
+ * health, statistics), which reads only memory, a read-only command of
+ * its service, which the caller runs with pip__store_memory_only(), or a
+ * service or command that does not exist, which only gets an error
+ * reply.  Other handlers may block on their store, so they give false.
  */
 PIP__HIDDEN bool pip__dispatch_inline_ok(pip_node *node,
                                          const pip_request *req);

@@ -6,13 +6,15 @@
  * small state machine: receiving -> (queued ->) running -> sending ->
  * receiving.  The aio callback runs on NNG's threads, which must not
  * block.  The built-in commands (ping, describe, health, statistics) read
- * only memory, so the callback runs a message made of them alone and sends
- * the reply itself.  A worker hand-off would cost two thread wake-ups,
- * more than the command.  Any other message is queued for a
- * bounded pool of worker threads, because handlers may block on RocksDB;
- * the worker runs the batch and sends the reply on the same context.  The
- * queue is a list threaded through the contexts, so it never holds more
- * than `contexts` entries.
+ * only memory, and the read-only commands of a service read the store
+ * from memory only (pip__store_memory_only).  So the callback runs a
+ * message made of such commands alone and sends the reply itself, because
+ * a worker hand-off would cost two thread wake-ups, more than the command.
+ * A read that needs the disk sends the message to the workers instead.
+ * Any other message is queued for a bounded pool of worker threads,
+ * because handlers may block on RocksDB.  The worker runs the batch and
+ * sends the reply on the same context.  The queue is a list threaded
+ * through the contexts, so it never holds more than `contexts` entries.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@
 #include "node_internal.h"
 #include "pip/time.h"
 #include "seal_msg.h"
+#include "store_internal.h"
 
 /* A reply buffer that grew past this is released after the call, so an
  * occasional large reply does not pin memory in every context. */
@@ -291,7 +294,7 @@ server_request_begin(pip__server *srv)
 }
 
 static bool server_batch_inline_ok(server_ctx *c);
-static void server_process(server_ctx *c);
+static void server_process_inline(server_ctx *c);
 
 /* Logs a request that did not open: a warning at most once per
  * SERVER_DROP_LOG_MS with the totals so far, else a debug line. */
@@ -380,7 +383,7 @@ server_on_recv(server_ctx *c)
     }
     if (server_request_begin(c->srv) && server_batch_inline_ok(c)) {
         c->state = CTX_RUNNING;
-        server_process(c);
+        server_process_inline(c);
         return;
     }
     server_enqueue(c->srv, c);
@@ -403,8 +406,8 @@ server_on_sent(server_ctx *c)
     server_request_done(c);
 }
 
-/* Runs on NNG's threads: it must not block, so handlers of a service's
- * own commands never run here. */
+/* Runs on NNG's threads: it must not block, so only built-in and
+ * read-only commands run here. */
 static void
 server_ctx_cb(void *arg)
 {
@@ -511,7 +514,7 @@ server_run_batch(server_ctx *c)
         }
         offset = c->first_bytes;
         count = 1;
-        if (offset >= len) {
+        if (offset >= len || pip__store_would_block()) {
             return 0;
         }
     }
@@ -524,6 +527,9 @@ server_run_batch(server_ctx *c)
         if (server_run_one(c, body + offset, len - offset, &pk, &consumed) !=
             0) {
             return -1;
+        }
+        if (pip__store_would_block()) {
+            return 0; /* the message runs again on a worker */
         }
         count++;
         if (consumed == 0) {
@@ -625,11 +631,10 @@ server_send_reply(server_ctx *c)
     server_nng_leave(srv);
 }
 
+/* Sends the reply packed in c->sbuf after a run that returned rv. */
 static void
-server_process(server_ctx *c)
+server_reply(server_ctx *c, int rv)
 {
-    int rv = server_run_batch(c);
-
     if (rv == 0) {
         rv = server_fill_reply(c);
     }
@@ -644,6 +649,37 @@ server_process(server_ctx *c)
         return;
     }
     server_send_reply(c);
+}
+
+/* Runs a message on a worker. */
+static void
+server_process(server_ctx *c)
+{
+    server_reply(c, server_run_batch(c));
+}
+
+/*
+ * Runs a message on an NNG thread, where nothing may block, so the store
+ * reads from memory only.  When a read needs the disk, the run is
+ * discarded and the message goes to the workers, which run it again.
+ */
+static void
+server_process_inline(server_ctx *c)
+{
+    bool blocked;
+    int rv;
+
+    pip__store_memory_only(true);
+    rv = server_run_batch(c);
+    blocked = pip__store_would_block();
+    pip__store_memory_only(false);
+    if (blocked) {
+        c->first_bytes = 0; /* the run consumed c->first */
+        msgpack_sbuffer_clear(&c->sbuf);
+        server_enqueue(c->srv, c);
+        return;
+    }
+    server_reply(c, rv);
 }
 
 static void *

@@ -14,6 +14,7 @@
 
 #include "node_internal.h"
 #include "pip/time.h"
+#include "store_internal.h"
 
 /* One timer: a thread that sleeps on its condition variable. */
 struct pip__timer {
@@ -829,6 +830,29 @@ service_check_command(const pip_service_def *def, int i, pip_error *err)
     return PIP_OK;
 }
 
+/* Checks that every read-only name is a command of def. */
+static int
+service_check_read_only(const pip_service_def *def, pip_error *err)
+{
+    for (int i = 0; def->read_only != NULL && def->read_only[i] != NULL;
+         i++) {
+        bool found = false;
+
+        for (int j = 0; def->commands != NULL && def->commands[j].name;
+             j++) {
+            found = found || strcmp(def->commands[j].name,
+                                    def->read_only[i]) == 0;
+        }
+        if (!found) {
+            return pip_error_set(err, PIP_E_BAD_REQUEST, "INVALID_SERVICE",
+                                 "Service %s lists '%.64s' as a read-only "
+                                 "command, but has no command of that name.",
+                                 def->name, def->read_only[i]);
+        }
+    }
+    return PIP_OK;
+}
+
 int
 pip__service_def_check(const pip_service_def *def, pip_error *err)
 {
@@ -845,7 +869,23 @@ pip__service_def_check(const pip_service_def *def, pip_error *err)
             return rv;
         }
     }
-    return PIP_OK;
+    return service_check_read_only(def, err);
+}
+
+/* Sets read_only[i] for each command that the definition lists as
+ * read-only; pip__service_def_check() has checked the names. */
+static void
+service_mark_read_only(pip_service *svc)
+{
+    const char *const *names = svc->def->read_only;
+
+    for (int i = 0; names != NULL && names[i] != NULL; i++) {
+        for (int j = 0; j < svc->n_commands; j++) {
+            if (strcmp(svc->def->commands[j].name, names[i]) == 0) {
+                svc->read_only[j] = true;
+            }
+        }
+    }
 }
 
 int
@@ -868,15 +908,20 @@ pip__service_new(pip_node *node, const pip_service_def *def,
     svc->n_builtins = service_count(svc->builtins);
     total = svc->n_commands + svc->n_builtins;
     svc->stats = calloc((size_t)total, sizeof(*svc->stats));
-    if (svc->stats == NULL) {
+    svc->read_only = calloc((size_t)total, sizeof(*svc->read_only));
+    if (svc->stats == NULL || svc->read_only == NULL) {
+        free(svc->stats);
+        free(svc->read_only);
         free(svc);
         return pip_error_set(err, PIP_E_INTERNAL, "OUT_OF_MEMORY",
                              "Out of memory while adding service %s.",
                              def->name);
     }
+    service_mark_read_only(svc);
     svc->config_warned = json_object();
     if (svc->config_warned == NULL) {
         free(svc->stats);
+        free(svc->read_only);
         free(svc);
         return pip_error_set(err, PIP_E_INTERNAL, "OUT_OF_MEMORY",
                              "Out of memory while adding service %s.",
@@ -900,6 +945,7 @@ pip__service_free(pip_service *svc)
     pthread_mutex_destroy(&svc->config_mtx);
     json_decref(svc->config_warned);
     free(svc->stats);
+    free(svc->read_only);
     free(svc);
 }
 
@@ -930,7 +976,7 @@ pip__dispatch_inline_ok(pip_node *node, const pip_request *req)
     index = service_find_command(svc, req->command);
     /* The built-ins come after the service's own commands in the index
      * space; they read only memory, never the store. */
-    return index < 0 || index >= svc->n_commands;
+    return index < 0 || index >= svc->n_commands || svc->read_only[index];
 }
 
 static int
@@ -1072,6 +1118,11 @@ pip__dispatch(pip_node *node, pip_request *req, int64_t received_ms,
     start_us = pip_mono_us();
     rv = dispatch_run(svc, service_command_at(svc, index), req, received_ms,
                       caller, result, err);
+    if (pip__store_would_block()) {
+        /* Not counted: the server discards this run and runs the call
+         * again on a worker. */
+        return rv;
+    }
     stats_record(&svc->stats[index], (uint64_t)(pip_mono_us() - start_us),
                  rv != PIP_OK);
     return dispatch_finish(req, caller, rv, err);

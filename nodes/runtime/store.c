@@ -60,6 +60,7 @@ struct pip_store {
     rocksdb_cache_t *cache;
     rocksdb_block_based_table_options_t *table_options;
     rocksdb_readoptions_t *read_options;
+    rocksdb_readoptions_t *memory_read_options; /* memtables and cache */
     rocksdb_writeoptions_t *write_options;
     pthread_mutex_t collections_lock;
     pip_collection *collections;
@@ -550,6 +551,44 @@ store_decode(const pip_collection *c, const char *id, const char *bytes,
  * when missing.  *exists (optional) is set when the key is present, also
  * when its value does not decode and the call fails with RECORD_CORRUPT.
  */
+/* Memory-only runs (see store_internal.h) */
+
+/* RocksDB's ReadTier kBlockCacheTier: memtables and block cache only. */
+#define STORE_READ_TIER_BLOCK_CACHE 1
+/* The start of RocksDB's error text for Status::Incomplete, the status of
+ * such a read when the data is only on disk. */
+#define STORE_INCOMPLETE_PREFIX "Result incomplete"
+
+static _Thread_local bool store_memory_only;
+static _Thread_local bool store_would_block;
+
+void
+pip__store_memory_only(bool on)
+{
+    store_memory_only = on;
+    if (on) {
+        store_would_block = false;
+    }
+}
+
+bool
+pip__store_would_block(void)
+{
+    return store_memory_only && store_would_block;
+}
+
+/* Fails a store call that a memory-only run cannot make, and marks the
+ * run, so that the caller runs the call again on a worker. */
+static int
+store_blocked(const char *what, pip_error *err)
+{
+    store_would_block = true;
+    return pip_error_set(err, PIP_E_UNAVAILABLE, "STORE_WOULD_BLOCK",
+                         "%s may wait for the disk, which a memory-only run "
+                         "does not allow.",
+                         what);
+}
+
 static int
 store_read(pip_collection *c, const rocksdb_readoptions_t *ro, const char *id,
            json_t **record, bool *exists, pip_error *err)
@@ -566,8 +605,17 @@ store_read(pip_collection *c, const rocksdb_readoptions_t *ro, const char *id,
     if (key.failed) {
         return store_oom(err);
     }
+    if (store_memory_only) {
+        ro = c->store->memory_read_options;
+    }
     value = rocksdb_get(c->store->db, ro, key.data, key.len, &len, &cause);
     store_key_fini(&key);
+    if (cause != NULL && store_memory_only &&
+        strncmp(cause, STORE_INCOMPLETE_PREFIX,
+                strlen(STORE_INCOMPLETE_PREFIX)) == 0) {
+        rocksdb_free(cause);
+        return store_blocked("Reading the record", err);
+    }
     if (cause != NULL) {
         return store_rocksdb_error(err, "STORE_READ_FAILED", cause, c,
                                    "read a record");
@@ -857,6 +905,9 @@ pip__store_closing(pip_store *st)
 static int
 store_write_begin(pip_store *st, pip_error *err)
 {
+    if (store_memory_only) {
+        return store_blocked("A write", err);
+    }
     atomic_fetch_add(&st->writers, 1);
     if (atomic_load(&st->closing)) {
         store_write_end(st);
@@ -1023,6 +1074,9 @@ store_configure(pip_store *st, const pip_store_options *opt)
                                                   st->table_options);
 
     st->read_options = rocksdb_readoptions_create();
+    st->memory_read_options = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_read_tier(st->memory_read_options,
+                                      STORE_READ_TIER_BLOCK_CACHE);
     st->write_options = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->write_options, opt->sync ? 1 : 0);
 }
@@ -1058,6 +1112,7 @@ store_free(pip_store *st)
         rocksdb_writebatch_destroy(st->merged);
     }
     rocksdb_readoptions_destroy(st->read_options);
+    rocksdb_readoptions_destroy(st->memory_read_options);
     rocksdb_block_based_options_destroy(st->table_options);
     rocksdb_cache_destroy(st->cache);
     rocksdb_options_destroy(st->options);
@@ -2293,6 +2348,9 @@ pip_coll_scan(pip_collection *c, const pip_scan *scan, pip_visit_fn visit,
     if (visit == NULL) {
         return pip_error_set(err, PIP_E_INTERNAL, "INVALID_SCAN",
                              "A scan needs a visit function.");
+    }
+    if (store_memory_only) {
+        return store_blocked("A scan", err);
     }
     rv = store_scan_open(&s, c, scan != NULL ? scan : &store_scan_all, err);
     if (rv == PIP_OK && store_key_compare(&s.lower, &s.upper) < 0) {

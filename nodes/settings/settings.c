@@ -519,6 +519,9 @@ static const pip_config_key settings_config[] = {
 
 static const char *const settings_events[] = {"changed", NULL};
 
+/* One pip_coll_get() and no change, so it may run on an I/O thread. */
+static const char *const settings_read_only[] = {"get_section_by_id", NULL};
+
 const pip_service_def pip_settings_service = {
     .name = "settings",
     .version = "1.0",
@@ -528,5 +531,6 @@ const pip_service_def pip_settings_service = {
     .config = settings_config,
     .events = settings_events,
     .uses_store = true,
+    .read_only = settings_read_only,
     .open = settings_open,
 };

@@ -65,6 +65,15 @@ typedef struct pip_service_def {
     const pip_config_key *config;  /* NULL-ended, or NULL */
     const char *const *events;     /* event names published, or NULL */
     bool uses_store;      /* the node opens <data>/<name>/ for it */
+    /*
+     * Names of commands whose handlers change nothing and read the store
+     * only with pip_coll_get(); NULL-ended, or NULL.  The runtime may run
+     * them on an NNG I/O thread with reads from memory only, which skips
+     * the hand-off to a worker.  When a record is not in memory, it
+     * discards that run and runs the handler again on a worker, so such a
+     * handler must be safe to run twice.
+     */
+    const char *const *read_only;
     int (*open)(pip_service *svc, pip_error *err);  /* may be NULL */
     void (*close)(pip_service *svc);                /* may be NULL */
 } pip_service_def;

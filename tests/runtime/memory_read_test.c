@@ -1,0 +1,530 @@
+/*
+ * Tests of memory-only reads: the store's memory-only runs against a real
+ * RocksDB database, and read-only commands, which a node runs on its NNG
+ * threads and sends to a worker when a read needs the disk.  Closing and
+ * reopening a store leaves its records on disk only: RocksDB writes the
+ * recovered log to a table file at the open, and the block cache starts
+ * empty.  The open reads the collection's manifest, which loads the first
+ * block of that file, so the record under test sorts after enough filler
+ * records to be in a later block.
+ */
+#include "node_fixture.h"
+
+#include "store_internal.h"
+
+/* How long a test lets demo.slow reach the node's one worker. */
+#define MEMORY_SETTLE_MS 100
+/* Records of FILLER_VALUE_BYTES each, many times RocksDB's 4 KiB block. */
+#define FILLER_RECORDS 100
+#define FILLER_VALUE_BYTES 100
+/* The id of the record under test: it sorts after the fillers' "f..". */
+#define LAST_ID "z"
+
+/* The store */
+
+typedef struct store_fixture {
+    char dir[64];
+    pip_store *st;
+    pip_collection *c;
+} store_fixture;
+
+static void
+store_fixture_open(store_fixture *f)
+{
+    pip_error err;
+
+    pip_error_init(&err);
+    assert_int_equal(pip_store_open(f->dir, NULL, &f->st, &err), PIP_OK);
+    assert_int_equal(pip_store_collection(f->st, "items", NULL, &f->c, &err),
+                     PIP_OK);
+    pip_error_fini(&err);
+}
+
+static int
+store_setup(void **state)
+{
+    store_fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    strcpy(f->dir, "/tmp/pip-memory-read-test-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    store_fixture_open(f);
+    *state = f;
+    return 0;
+}
+
+static int
+store_teardown(void **state)
+{
+    store_fixture *f = *state;
+
+    pip_store_close(f->st);
+    test_util_remove_tree(f->dir);
+    free(f);
+    return 0;
+}
+
+static void
+store_put(store_fixture *f, const char *id, const char *value)
+{
+    json_t *record = json_pack("{ss}", "value", value);
+    pip_error err;
+
+    pip_error_init(&err);
+    assert_int_equal(pip_coll_put(f->c, id, record, &err), PIP_OK);
+    pip_error_fini(&err);
+    json_decref(record);
+}
+
+/* Writes the filler records, whose ids sort before LAST_ID. */
+static void
+store_fill(store_fixture *f)
+{
+    char value[FILLER_VALUE_BYTES + 1];
+    char id[16];
+
+    memset(value, 'v', FILLER_VALUE_BYTES);
+    value[FILLER_VALUE_BYTES] = '\0';
+    for (int i = 0; i < FILLER_RECORDS; i++) {
+        snprintf(id, sizeof(id), "f%03d", i);
+        store_put(f, id, value);
+    }
+}
+
+/* Closes and reopens the store, which leaves its records on disk only. */
+static void
+store_reopen(store_fixture *f)
+{
+    pip_store_close(f->st);
+    store_fixture_open(f);
+}
+
+static void
+test_memory_get_reads_memtable(void **state)
+{
+    store_fixture *f = *state;
+    json_t *record = NULL;
+    pip_error err;
+
+    store_put(f, "a", "fresh");
+    pip_error_init(&err);
+    pip__store_memory_only(true);
+    assert_int_equal(pip_coll_get(f->c, "a", &record, &err), PIP_OK);
+    assert_false(pip__store_would_block());
+    pip__store_memory_only(false);
+    assert_string_equal(json_string_value(json_object_get(record, "value")),
+                        "fresh");
+    json_decref(record);
+    pip_error_fini(&err);
+}
+
+static void
+test_memory_get_blocks_on_disk(void **state)
+{
+    store_fixture *f = *state;
+    json_t *record = NULL;
+    pip_error err;
+
+    store_fill(f);
+    store_put(f, LAST_ID, "stored");
+    store_reopen(f);
+    pip_error_init(&err);
+
+    pip__store_memory_only(true);
+    assert_int_equal(pip_coll_get(f->c, LAST_ID, &record, &err),
+                     PIP_E_UNAVAILABLE);
+    assert_string_equal(err.code, "STORE_WOULD_BLOCK");
+    assert_null(record);
+    assert_true(pip__store_would_block());
+    pip__store_memory_only(false);
+    assert_false(pip__store_would_block());
+    pip_error_fini(&err);
+
+    /* A normal read loads the block, and memory then has the record. */
+    assert_int_equal(pip_coll_get(f->c, LAST_ID, &record, &err), PIP_OK);
+    json_decref(record);
+    record = NULL;
+    pip__store_memory_only(true);
+    assert_int_equal(pip_coll_get(f->c, LAST_ID, &record, &err), PIP_OK);
+    assert_false(pip__store_would_block());
+    pip__store_memory_only(false);
+    assert_string_equal(json_string_value(json_object_get(record, "value")),
+                        "stored");
+    json_decref(record);
+    pip_error_fini(&err);
+}
+
+static void
+test_memory_run_rejects_writes(void **state)
+{
+    store_fixture *f = *state;
+    json_t *record = json_pack("{ss}", "value", "new");
+    json_t *old = NULL;
+    pip_error err;
+
+    pip_error_init(&err);
+    pip__store_memory_only(true);
+    assert_int_equal(pip_coll_put(f->c, "a", record, &err), PIP_E_UNAVAILABLE);
+    assert_string_equal(err.code, "STORE_WOULD_BLOCK");
+    assert_true(pip__store_would_block());
+    pip_error_fini(&err);
+    assert_int_equal(pip_coll_delete(f->c, "a", &old, &err),
+                     PIP_E_UNAVAILABLE);
+    pip_error_fini(&err);
+    assert_int_equal(pip_coll_clear(f->c, &err), PIP_E_UNAVAILABLE);
+    pip_error_fini(&err);
+    pip__store_memory_only(false);
+
+    /* Nothing was written. */
+    assert_int_equal(pip_coll_get(f->c, "a", &old, &err), PIP_OK);
+    assert_null(old);
+    pip_error_fini(&err);
+    json_decref(record);
+}
+
+static void
+test_memory_run_rejects_scans(void **state)
+{
+    store_fixture *f = *state;
+    json_t *page = NULL;
+    int64_t count = -1;
+    pip_error err;
+
+    store_put(f, "a", "x");
+    pip_error_init(&err);
+    pip__store_memory_only(true);
+    assert_int_equal(pip_coll_list(f->c, NULL, NULL, &page, &err),
+                     PIP_E_UNAVAILABLE);
+    assert_null(page);
+    pip_error_fini(&err);
+    assert_int_equal(pip_coll_count(f->c, NULL, &count, &err),
+                     PIP_E_UNAVAILABLE);
+    assert_true(pip__store_would_block());
+    pip__store_memory_only(false);
+    pip_error_fini(&err);
+
+    assert_int_equal(pip_coll_count(f->c, NULL, &count, &err), PIP_OK);
+    assert_int_equal(count, 1);
+    pip_error_fini(&err);
+}
+
+/* A node with a read-only command */
+
+typedef struct shelf_state {
+    pip_collection *items;
+} shelf_state;
+
+static const pip_field shelf_id_args[] = {
+    {.name = "id", .type = PIP_T_STRING, .required = true, .doc = "item id"},
+    {.name = NULL},
+};
+
+static const pip_field shelf_put_args[] = {
+    {.name = "id", .type = PIP_T_STRING, .required = true, .doc = "item id"},
+    {.name = "value", .type = PIP_T_STRING, .required = true,
+     .doc = "item value"},
+    {.name = NULL},
+};
+
+static int
+shelf_put(pip_call *call, json_t *args, json_t **result)
+{
+    shelf_state *st = pip_call_state(call);
+    const char *id = json_string_value(json_object_get(args, "id"));
+    json_t *record = json_pack("{sO}", "value", json_object_get(args, "value"));
+    int rv;
+
+    rv = pip_coll_put(st->items, id, record, pip_call_error(call));
+    json_decref(record);
+    *result = rv == PIP_OK ? json_true() : NULL;
+    return rv;
+}
+
+/* The value of an item, or null when it is missing. */
+static int
+shelf_get(pip_call *call, json_t *args, json_t **result)
+{
+    shelf_state *st = pip_call_state(call);
+    const char *id = json_string_value(json_object_get(args, "id"));
+    json_t *record = NULL;
+    int rv;
+
+    rv = pip_coll_get(st->items, id, &record, pip_call_error(call));
+    if (rv != PIP_OK) {
+        return rv;
+    }
+    *result = json_incref(json_object_get(record, "value"));
+    if (*result == NULL) {
+        *result = json_null();
+    }
+    json_decref(record);
+    return PIP_OK;
+}
+
+static int
+shelf_open(pip_service *svc, pip_error *err)
+{
+    shelf_state *st = pip_service_new_state(svc, sizeof(*st), err);
+
+    if (st == NULL) {
+        return PIP_E_INTERNAL;
+    }
+    return pip_store_collection(pip_service_store(svc), "items", NULL,
+                                &st->items, err);
+}
+
+static const pip_command shelf_commands[] = {
+    {"put", shelf_put, shelf_put_args, "true", "Stores an item."},
+    {"get", shelf_get, shelf_id_args, "string or null", "Reads an item."},
+    /* Listed as read-only by mistake in shelf_wrong_def: it writes. */
+    {"touch", shelf_put, shelf_put_args, "true", "Stores an item."},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static const char *const shelf_read_only[] = {"get", NULL};
+static const char *const shelf_wrong_read_only[] = {"get", "touch", NULL};
+static const char *const shelf_unknown_read_only[] = {"get", "peek", NULL};
+
+#define SHELF_DEF(read_only_names)                                           \
+    {                                                                         \
+        .name = "shelf", .version = "1.0", .route = "v1/shelf",               \
+        .doc = "Items by id, with a read-only get.",                          \
+        .commands = shelf_commands, .uses_store = true,                       \
+        .read_only = (read_only_names), .open = shelf_open,                   \
+    }
+
+/* The node keeps a pointer to its definitions, so they are static. */
+static const pip_service_def shelf_def = SHELF_DEF(shelf_read_only);
+static const pip_service_def shelf_wrong_def =
+    SHELF_DEF(shelf_wrong_read_only);
+static const pip_service_def shelf_unknown_def =
+    SHELF_DEF(shelf_unknown_read_only);
+
+/* Starts a node with one worker and the demo and shelf services. */
+static void
+shelf_node_start(node_fixture *f, const pip_service_def *shelf)
+{
+    pip_error err;
+
+    f->options.workers = 1;
+    pip_error_init(&err);
+    assert_int_equal(pip_node_new(&f->options, &f->node, &err), PIP_OK);
+    assert_int_equal(pip_node_add(f->node, &demo_def, &err), PIP_OK);
+    assert_int_equal(pip_node_add(f->node, shelf, &err), PIP_OK);
+    assert_int_equal(pip_node_start(f->node, &err), PIP_OK);
+    pip_error_fini(&err);
+    f->sock = fixture_dial(f, FIXTURE_RECV_TIMEOUT_MS);
+}
+
+static void
+shelf_node_stop(node_fixture *f)
+{
+    nng_close(f->sock);
+    pip_node_free(f->node);
+    f->node = NULL;
+}
+
+static void
+shelf_call_ok(node_fixture *f, const char *method, const char *args,
+              pip_response *resp)
+{
+    fixture_call(f, method, args, resp);
+    if (resp->failed) {
+        fail_msg("%s failed: %s %s", method, resp->error.code,
+                 resp->error.message);
+    }
+}
+
+/* Stores the filler records, then LAST_ID with value "x". */
+static void
+shelf_fill(node_fixture *f)
+{
+    char args[FILLER_VALUE_BYTES + 64];
+    char value[FILLER_VALUE_BYTES + 1];
+    pip_response resp;
+
+    memset(value, 'v', FILLER_VALUE_BYTES);
+    value[FILLER_VALUE_BYTES] = '\0';
+    for (int i = 0; i < FILLER_RECORDS; i++) {
+        snprintf(args, sizeof(args), "{\"id\": \"f%03d\", \"value\": \"%s\"}",
+                 i, value);
+        shelf_call_ok(f, "shelf.put", args, &resp);
+        pip_response_fini(&resp);
+    }
+    shelf_call_ok(f, "shelf.put",
+                  "{\"id\": \"" LAST_ID "\", \"value\": \"x\"}", &resp);
+    pip_response_fini(&resp);
+}
+
+/* Sends demo.slow, which takes the node's one worker for DEMO_SLOW_MS,
+ * and waits until the worker has it. */
+static void
+shelf_occupy_worker(nng_socket sock)
+{
+    msgpack_sbuffer sbuf;
+
+    msgpack_sbuffer_init(&sbuf);
+    fixture_pack(&sbuf, 900, "demo.slow", NULL, NULL);
+    fixture_send(sock, sbuf.data, sbuf.size);
+    msgpack_sbuffer_destroy(&sbuf);
+    fixture_sleep_ms(MEMORY_SETTLE_MS);
+}
+
+static void
+shelf_expect_slow_reply(nng_socket sock)
+{
+    pip_response resp[1];
+
+    assert_int_equal(fixture_recv(sock, resp, 1), 1);
+    assert_false(resp[0].failed);
+    fixture_free_responses(resp, 1);
+}
+
+static int64_t
+shelf_command_calls(node_fixture *f, const char *command, const char *field)
+{
+    pip_response resp;
+    json_t *stats;
+    int64_t value;
+
+    shelf_call_ok(f, "shelf.statistics", NULL, &resp);
+    stats = json_object_get(json_object_get(resp.result, "commands"), command);
+    value = json_integer_value(json_object_get(stats, field));
+    pip_response_fini(&resp);
+    return value;
+}
+
+static void
+test_read_only_skips_busy_worker(void **state)
+{
+    node_fixture *f = fixture_new();
+    pip_response resp;
+    nng_socket busy;
+    int64_t start_ms;
+
+    *state = f;
+    shelf_node_start(f, &shelf_def);
+    shelf_call_ok(f, "shelf.put", "{\"id\": \"a\", \"value\": \"x\"}", &resp);
+    pip_response_fini(&resp);
+    busy = fixture_dial(f, FIXTURE_RECV_TIMEOUT_MS);
+
+    shelf_occupy_worker(busy);
+    start_ms = pip_mono_ms();
+    shelf_call_ok(f, "shelf.get", "{\"id\": \"a\"}", &resp);
+    assert_true(pip_mono_ms() - start_ms <
+                DEMO_SLOW_MS - MEMORY_SETTLE_MS - 50);
+    assert_string_equal(json_string_value(resp.result), "x");
+    pip_response_fini(&resp);
+
+    shelf_expect_slow_reply(busy);
+    nng_close(busy);
+    assert_int_equal(shelf_command_calls(f, "get", "calls"), 1);
+
+    /* Its arguments are checked as on a worker. */
+    fixture_call(f, "shelf.get", "{}", &resp);
+    fixture_expect_error(&resp, PIP_E_BAD_REQUEST, "INVALID_DATA");
+    pip_response_fini(&resp);
+}
+
+static void
+test_cold_read_waits_for_worker(void **state)
+{
+    node_fixture *f = fixture_new();
+    pip_response resp;
+    nng_socket busy;
+    int64_t start_ms;
+
+    *state = f;
+    shelf_node_start(f, &shelf_def);
+    shelf_fill(f);
+    shelf_node_stop(f);
+    shelf_node_start(f, &shelf_def);
+    busy = fixture_dial(f, FIXTURE_RECV_TIMEOUT_MS);
+
+    /* The record is on disk only: the read waits for the worker. */
+    shelf_occupy_worker(busy);
+    start_ms = pip_mono_ms();
+    shelf_call_ok(f, "shelf.get", "{\"id\": \"" LAST_ID "\"}", &resp);
+    assert_true(pip_mono_ms() - start_ms >=
+                DEMO_SLOW_MS - MEMORY_SETTLE_MS - 20);
+    assert_string_equal(json_string_value(resp.result), "x");
+    pip_response_fini(&resp);
+    shelf_expect_slow_reply(busy);
+
+    /* The worker's read loaded the record, so the next one skips it. */
+    shelf_occupy_worker(busy);
+    start_ms = pip_mono_ms();
+    shelf_call_ok(f, "shelf.get", "{\"id\": \"" LAST_ID "\"}", &resp);
+    assert_true(pip_mono_ms() - start_ms <
+                DEMO_SLOW_MS - MEMORY_SETTLE_MS - 50);
+    assert_string_equal(json_string_value(resp.result), "x");
+    pip_response_fini(&resp);
+    shelf_expect_slow_reply(busy);
+    nng_close(busy);
+
+    /* The discarded memory-only run is not counted. */
+    assert_int_equal(shelf_command_calls(f, "get", "calls"), 2);
+    assert_int_equal(shelf_command_calls(f, "get", "errors"), 0);
+}
+
+/* A write in a command listed as read-only runs on the worker after all. */
+static void
+test_read_only_write_moves_to_worker(void **state)
+{
+    node_fixture *f = fixture_new();
+    pip_response resp;
+
+    *state = f;
+    shelf_node_start(f, &shelf_wrong_def);
+    shelf_call_ok(f, "shelf.touch", "{\"id\": \"b\", \"value\": \"y\"}", &resp);
+    assert_true(json_is_true(resp.result));
+    pip_response_fini(&resp);
+
+    shelf_call_ok(f, "shelf.get", "{\"id\": \"b\"}", &resp);
+    assert_string_equal(json_string_value(resp.result), "y");
+    pip_response_fini(&resp);
+    assert_int_equal(shelf_command_calls(f, "touch", "calls"), 1);
+    assert_int_equal(shelf_command_calls(f, "touch", "errors"), 0);
+    fixture_expect_alive(f, f->sock);
+}
+
+static void
+test_unknown_read_only_rejected(void **state)
+{
+    node_fixture *f = fixture_new();
+    pip_error err;
+
+    *state = f;
+    pip_error_init(&err);
+    assert_int_equal(pip_node_new(&f->options, &f->node, &err), PIP_OK);
+    assert_int_equal(pip_node_add(f->node, &shelf_unknown_def, &err),
+                     PIP_E_BAD_REQUEST);
+    assert_string_equal(err.code, "INVALID_SERVICE");
+    assert_non_null(strstr(err.message, "peek"));
+    pip_error_fini(&err);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_memory_get_reads_memtable,
+                                        store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_memory_get_blocks_on_disk,
+                                        store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_memory_run_rejects_writes,
+                                        store_setup, store_teardown),
+        cmocka_unit_test_setup_teardown(test_memory_run_rejects_scans,
+                                        store_setup, store_teardown),
+        cmocka_unit_test_teardown(test_read_only_skips_busy_worker,
+                                  fixture_teardown),
+        cmocka_unit_test_teardown(test_cold_read_waits_for_worker,
+                                  fixture_teardown),
+        cmocka_unit_test_teardown(test_read_only_write_moves_to_worker,
+                                  fixture_teardown),
+        cmocka_unit_test_teardown(test_unknown_read_only_rejected,
+                                  fixture_teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
