@@ -380,6 +380,29 @@ shelf_expect_slow_reply(nng_socket sock)
     fixture_free_responses(resp, 1);
 }
 
+/*
+ * Reads item id while demo.slow holds the node's one worker, checks that
+ * the value is "x", and returns how long the read took in milliseconds.
+ */
+static int64_t
+shelf_get_beside_slow(node_fixture *f, nng_socket busy, const char *id)
+{
+    char args[64];
+    pip_response resp;
+    int64_t start_ms;
+    int64_t took_ms;
+
+    snprintf(args, sizeof(args), "{\"id\": \"%s\"}", id);
+    shelf_occupy_worker(busy);
+    start_ms = pip_mono_ms();
+    shelf_call_ok(f, "shelf.get", args, &resp);
+    took_ms = pip_mono_ms() - start_ms;
+    assert_string_equal(json_string_value(resp.result), "x");
+    pip_response_fini(&resp);
+    shelf_expect_slow_reply(busy);
+    return took_ms;
+}
+
 static int64_t
 shelf_command_calls(node_fixture *f, const char *command, const char *field)
 {
@@ -400,7 +423,6 @@ test_read_only_skips_busy_worker(void **state)
     node_fixture *f = fixture_new();
     pip_response resp;
     nng_socket busy;
-    int64_t start_ms;
 
     *state = f;
     shelf_node_start(f, &shelf_def);
@@ -408,15 +430,8 @@ test_read_only_skips_busy_worker(void **state)
     pip_response_fini(&resp);
     busy = fixture_dial(f, FIXTURE_RECV_TIMEOUT_MS);
 
-    shelf_occupy_worker(busy);
-    start_ms = pip_mono_ms();
-    shelf_call_ok(f, "shelf.get", "{\"id\": \"a\"}", &resp);
-    assert_true(pip_mono_ms() - start_ms <
+    assert_true(shelf_get_beside_slow(f, busy, "a") <
                 DEMO_SLOW_MS - MEMORY_SETTLE_MS - 50);
-    assert_string_equal(json_string_value(resp.result), "x");
-    pip_response_fini(&resp);
-
-    shelf_expect_slow_reply(busy);
     nng_close(busy);
     assert_int_equal(shelf_command_calls(f, "get", "calls"), 1);
 
@@ -430,9 +445,7 @@ static void
 test_cold_read_waits_for_worker(void **state)
 {
     node_fixture *f = fixture_new();
-    pip_response resp;
     nng_socket busy;
-    int64_t start_ms;
 
     *state = f;
     shelf_node_start(f, &shelf_def);
@@ -442,24 +455,12 @@ test_cold_read_waits_for_worker(void **state)
     busy = fixture_dial(f, FIXTURE_RECV_TIMEOUT_MS);
 
     /* The record is on disk only: the read waits for the worker. */
-    shelf_occupy_worker(busy);
-    start_ms = pip_mono_ms();
-    shelf_call_ok(f, "shelf.get", "{\"id\": \"" LAST_ID "\"}", &resp);
-    assert_true(pip_mono_ms() - start_ms >=
+    assert_true(shelf_get_beside_slow(f, busy, LAST_ID) >=
                 DEMO_SLOW_MS - MEMORY_SETTLE_MS - 20);
-    assert_string_equal(json_string_value(resp.result), "x");
-    pip_response_fini(&resp);
-    shelf_expect_slow_reply(busy);
 
     /* The worker's read loaded the record, so the next one skips it. */
-    shelf_occupy_worker(busy);
-    start_ms = pip_mono_ms();
-    shelf_call_ok(f, "shelf.get", "{\"id\": \"" LAST_ID "\"}", &resp);
-    assert_true(pip_mono_ms() - start_ms <
+    assert_true(shelf_get_beside_slow(f, busy, LAST_ID) <
                 DEMO_SLOW_MS - MEMORY_SETTLE_MS - 50);
-    assert_string_equal(json_string_value(resp.result), "x");
-    pip_response_fini(&resp);
-    shelf_expect_slow_reply(busy);
     nng_close(busy);
 
     /* The discarded memory-only run is not counted. */
