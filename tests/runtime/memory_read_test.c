@@ -381,7 +381,7 @@ shelf_expect_slow_reply(nng_socket sock)
 }
 
 /*
- * Reads item id while demo.slow holds the node's one worker, checks that
+ * Reads item id while demo.slow occupies the node's one worker, checks that
  * the value is "x", and returns how long the read took in milliseconds.
  */
 static int64_t
