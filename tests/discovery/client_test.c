@@ -173,6 +173,24 @@ count_labels(pip_client *client, int calls, int *a, int *b)
     }
 }
 
+/*
+ * Calls echo.whoami through client and expects it to fail with
+ * UNAVAILABLE and no result.  Fills err, which the caller checks and
+ * finalizes, and returns how long the call took in ms.
+ */
+static int64_t
+call_whoami_unavailable(pip_client *client, pip_error *err)
+{
+    json_t *result = NULL;
+    int64_t started_ms = pip_mono_ms();
+
+    pip_error_init(err);
+    assert_int_equal(test_call(client, "echo.whoami", NULL, &result, err),
+                     PIP_E_UNAVAILABLE);
+    assert_null(result);
+    return pip_mono_ms() - started_ms;
+}
+
 /* ---- tests ---- */
 
 static void
@@ -342,24 +360,16 @@ test_fixed_endpoint_calls(void **state)
 static void
 test_dead_endpoint_fails(void **state)
 {
-    client_fixture *f = *state;
     char url[64];
     pip_client *client;
-    json_t *result = NULL;
     pip_error err;
-    int64_t started_ms;
 
-    (void)f;
+    (void)state;
     test_dead_url(url, sizeof(url));
     client = test_client_new(url, NULL, 300);
-    pip_error_init(&err);
-    started_ms = pip_mono_ms();
-    assert_int_equal(test_call(client, "echo.whoami", NULL, &result, &err),
-                     PIP_E_UNAVAILABLE);
-    assert_true(pip_mono_ms() - started_ms < 1000);
+    assert_true(call_whoami_unavailable(client, &err) < 1000);
     assert_string_equal(err.code, "CONNECTION_FAILED");
     assert_non_null(strstr(err.message, url));
-    assert_null(result);
     pip_error_fini(&err);
     pip_client_free(client);
 }
@@ -478,24 +488,16 @@ test_stopped_instance_forgotten(void **state)
 static void
 test_discovery_unreachable_fails(void **state)
 {
-    client_fixture *f = *state;
     char url[64];
     pip_client *client;
-    json_t *result = NULL;
     pip_error err;
-    int64_t started_ms;
 
-    (void)f;
+    (void)state;
     test_dead_url(url, sizeof(url));
     client = test_client_new(NULL, url, 400);
-    pip_error_init(&err);
-    started_ms = pip_mono_ms();
-    assert_int_equal(test_call(client, "echo.whoami", NULL, &result, &err),
-                     PIP_E_UNAVAILABLE);
-    assert_true(pip_mono_ms() - started_ms < 1500);
+    assert_true(call_whoami_unavailable(client, &err) < 1500);
     assert_string_equal(err.code, "CONNECTION_FAILED");
     assert_non_null(strstr(err.message, "echo"));
-    assert_null(result);
     pip_error_fini(&err);
     pip_client_free(client);
 }
@@ -514,9 +516,7 @@ test_refused_endpoint_fails_fast(void **state)
 {
     char url[64];
     pip_client *client;
-    json_t *result = NULL;
     pip_error err;
-    int64_t started_ms;
     int64_t took_ms;
 
     (void)state;
@@ -524,18 +524,13 @@ test_refused_endpoint_fails_fast(void **state)
      * the call after about a second. */
     test_dead_url(url, sizeof(url));
     client = test_client_new(url, NULL, 0);
-    pip_error_init(&err);
-    started_ms = pip_mono_ms();
-    assert_int_equal(test_call(client, "echo.whoami", NULL, &result, &err),
-                     PIP_E_UNAVAILABLE);
-    took_ms = pip_mono_ms() - started_ms;
+    took_ms = call_whoami_unavailable(client, &err);
     assert_true(took_ms >= 900);
     assert_true(took_ms < 3000);
     assert_string_equal(err.code, "CONNECTION_FAILED");
     assert_string_equal(test_detail(&err, "cause"), "connection refused");
     assert_string_equal(test_detail(&err, "url"), url);
     assert_non_null(strstr(err.message, "refused"));
-    assert_null(result);
     pip_error_fini(&err);
     pip_client_free(client);
 }
@@ -545,18 +540,12 @@ test_refused_discovery_fails_fast(void **state)
 {
     char url[64];
     pip_client *client;
-    json_t *result = NULL;
     pip_error err;
-    int64_t started_ms;
 
     (void)state;
     test_dead_url(url, sizeof(url));
     client = test_client_new(NULL, url, 0);
-    pip_error_init(&err);
-    started_ms = pip_mono_ms();
-    assert_int_equal(test_call(client, "echo.whoami", NULL, &result, &err),
-                     PIP_E_UNAVAILABLE);
-    assert_true(pip_mono_ms() - started_ms < 3000);
+    assert_true(call_whoami_unavailable(client, &err) < 3000);
     assert_string_equal(err.code, "CONNECTION_FAILED");
     /* The resolve failure keeps the URL and the cause, so that a program
      * can tell that discovery itself is down. */
@@ -574,7 +563,6 @@ test_endpoint_reached_after_refusal(void **state)
     test_node_config config = {.def = &echo_service, .listen = url};
     test_node *node;
     pip_client *client;
-    json_t *result = NULL;
     json_t *label;
     pip_error err;
 
@@ -583,9 +571,7 @@ test_endpoint_reached_after_refusal(void **state)
      * reached once it listens, with no new client. */
     test_dead_url(url, sizeof(url));
     client = test_client_new(url, NULL, 0);
-    pip_error_init(&err);
-    assert_int_equal(test_call(client, "echo.whoami", NULL, &result, &err),
-                     PIP_E_UNAVAILABLE);
+    call_whoami_unavailable(client, &err);
     pip_error_fini(&err);
 
     node = test_node_start(&config);

@@ -89,10 +89,8 @@ typedef struct crash_writer {
 } crash_writer;
 
 typedef struct crash_fixture {
-    harness *h;
-    harness_proc *node;
-    char url[HARNESS_URL_MAX];
-    char data[PATH_MAX];
+    harness *h; /* the first member, as harness_fixture_new requires */
+    harness_node node;
     crash_state state;
 } crash_fixture;
 
@@ -116,24 +114,6 @@ static void
 crash_section_id(int index, char *out)
 {
     snprintf(out, CRASH_NAME_MAX, "crash.s%d", index);
-}
-
-static pip_client *
-crash_client_new(const char *url, uint32_t timeout_ms)
-{
-    pip_client_options opt;
-    pip_client *client = NULL;
-    pip_error err;
-
-    pip_error_init(&err);
-    pip_client_options_init(&opt);
-    opt.endpoint = url;
-    opt.timeout_ms = timeout_ms;
-    if (pip_client_new(&opt, &client, &err) != PIP_OK) {
-        client = NULL;
-    }
-    pip_error_fini(&err);
-    return client;
 }
 
 /* ---- writer ------------------------------------------------------------- */
@@ -303,7 +283,8 @@ static void *
 crash_writer_main(void *arg)
 {
     crash_writer *w = arg;
-    pip_client *client = crash_client_new(w->url, CRASH_WRITE_TIMEOUT_MS);
+    pip_client *client =
+        harness_client_new(w->url, NULL, CRASH_WRITE_TIMEOUT_MS);
 
     if (client == NULL) {
         snprintf(w->error, sizeof(w->error), "pip_client_new failed");
@@ -319,24 +300,6 @@ crash_writer_main(void *arg)
 
 /* ---- checks ------------------------------------------------------------- */
 
-static json_t *
-crash_call(pip_client *client, const char *method, json_t *args)
-{
-    json_t *result = NULL;
-    pip_error err;
-    int rv;
-
-    pip_error_init(&err);
-    rv = pip_client_call(client, method, args, NULL, &result, &err);
-    if (rv != PIP_OK) {
-        fail_msg("%s failed after the restart: %s %s %s", method,
-                 pip_category_name(rv), err.code, err.message);
-    }
-    pip_error_fini(&err);
-    json_decref(args);
-    return result;
-}
-
 static int64_t
 crash_read_counter(pip_client *client, const char *name)
 {
@@ -345,8 +308,8 @@ crash_read_counter(pip_client *client, const char *name)
     size_t i;
     int64_t count = 0;
 
-    page = crash_call(client, "counters.read_counters",
-                      json_pack("{s:{s:s}}", "filter", "name", name));
+    page = harness_call_ok(client, "counters.read_counters",
+                           json_pack("{s:{s:s}}", "filter", "name", name));
     json_array_foreach(json_object_get(page, "data"), i, item) {
         const char *item_name =
             json_string_value(json_object_get(item, "name"));
@@ -413,8 +376,8 @@ crash_check_sections(pip_client *client, crash_state *state)
         json_t *got;
 
         crash_section_id(i, id);
-        got = crash_call(client, "settings.get_section_by_id",
-                         json_pack("{s:s}", "id", id));
+        got = harness_call_ok(client, "settings.get_section_by_id",
+                              json_pack("{s:s}", "id", id));
         if (s->pending != NULL && json_equal(got, s->pending)) {
             json_decref(s->params);
             s->params = s->pending;
@@ -431,7 +394,8 @@ crash_check_sections(pip_client *client, crash_state *state)
 static void
 crash_check_all(crash_fixture *f)
 {
-    pip_client *client = crash_client_new(f->url, CRASH_CHECK_TIMEOUT_MS);
+    pip_client *client =
+        harness_client_new(f->node.url, NULL, CRASH_CHECK_TIMEOUT_MS);
 
     assert_non_null(client);
     crash_check_counters(client, &f->state);
@@ -444,42 +408,26 @@ crash_check_all(crash_fixture *f)
 static void
 crash_start_node(crash_fixture *f)
 {
-    const char *argv[] = {
-        "pipnode", "counters", "settings", "--listen", f->url, "--pub",
-        "tcp://127.0.0.1:0", "--data", f->data, NULL,
-    };
-
-    f->node = harness_start(f->h, "node", argv, false);
-    assert_non_null(f->node);
-    if (!harness_wait_ready(f->url, "counters.ping", CRASH_READY_TIMEOUT_MS)) {
-        fail_msg("the node on %s did not respond to counters.ping within "
-                 "%d ms", f->url, CRASH_READY_TIMEOUT_MS);
-    }
+    assert_true(harness_node_start(f->h, &f->node,
+                                   HARNESS_NODE_ARGS("counters", "settings"),
+                                   "counters.ping", CRASH_READY_TIMEOUT_MS));
 }
 
 static int
 crash_setup(void **state)
 {
-    crash_fixture *f = calloc(1, sizeof(*f));
-    int port;
+    crash_fixture *f = harness_fixture_new(sizeof(*f));
 
-    if (f == NULL) {
+    *state = f;
+    if (f == NULL || !harness_node_init(f->h, &f->node, "node")) {
         return -1;
     }
-    *state = f;
     for (int i = 0; i < CRASH_SECTIONS; i++) {
         f->state.sections[i].params = json_object();
         if (f->state.sections[i].params == NULL) {
             return -1;
         }
     }
-    f->h = harness_new();
-    port = harness_free_port();
-    if (f->h == NULL || port < 0) {
-        return -1;
-    }
-    snprintf(f->url, sizeof(f->url), "tcp://127.0.0.1:%d", port);
-    harness_path(f->h, "node-data", f->data);
     return 0;
 }
 
@@ -487,18 +435,12 @@ static int
 crash_teardown(void **state)
 {
     crash_fixture *f = *state;
-    int rv;
 
-    if (f == NULL) {
-        return 0;
-    }
-    rv = harness_free(f->h);
-    for (int i = 0; i < CRASH_SECTIONS; i++) {
+    for (int i = 0; f != NULL && i < CRASH_SECTIONS; i++) {
         json_decref(f->state.sections[i].params);
         json_decref(f->state.sections[i].pending);
     }
-    free(f);
-    return rv;
+    return harness_fixture_free(f);
 }
 
 /* CRASH_SEED from the environment, else a seed from the clock. */
@@ -530,7 +472,7 @@ crash_kill_during_writes(crash_fixture *f, uint32_t *random, int kill)
                          (CRASH_MAX_DELAY_MS - CRASH_MIN_DELAY_MS + 1));
 
     memset(&w, 0, sizeof(w));
-    w.url = f->url;
+    w.url = f->node.url;
     w.state = &f->state;
     w.random = crash_random(random) | 1u;
     atomic_init(&w.killed, false);
@@ -538,7 +480,7 @@ crash_kill_during_writes(crash_fixture *f, uint32_t *random, int kill)
                      0);
     harness_sleep_ms(delay_ms);
     atomic_store(&w.killed, true);
-    harness_kill(f->node);
+    harness_kill(f->node.proc);
     pthread_join(w.thread, NULL);
 
     if (w.error[0] != '\0') {
@@ -572,7 +514,7 @@ test_writes_survive_random_kills(void **state)
     crash_start_node(f);
     crash_check_all(f);
     assert_true(f->state.acked_writes > CRASH_KILLS);
-    assert_int_equal(harness_stop(f->node, HARNESS_STOP_TIMEOUT_MS), 0);
+    assert_int_equal(harness_stop(f->node.proc, HARNESS_STOP_TIMEOUT_MS), 0);
     assert_true(harness_logs_clean(f->h));
     print_message("%d kills, %lld acknowledged writes, %d calls in flight "
                   "at a kill, %lld ms\n",

@@ -21,15 +21,10 @@
 
 #define DP_SPREAD_CALLS 20
 
-typedef struct dp_node {
-    harness_proc *proc;
-    char url[HARNESS_URL_MAX];
-} dp_node;
-
 typedef struct dp_fixture {
-    harness *h;
-    dp_node a;
-    dp_node b;
+    harness *h; /* the first member, as harness_fixture_new requires */
+    harness_node a;
+    harness_node b;
 } dp_fixture;
 
 /*
@@ -37,36 +32,20 @@ typedef struct dp_fixture {
  * harness's discovery.  lease_ms 0 keeps the node's default lease.
  */
 static void
-dp_start_node(dp_fixture *f, dp_node *node, const char *name, int lease_ms)
+dp_start_node(dp_fixture *f, harness_node *node, const char *name,
+              int lease_ms)
 {
-    char data[PATH_MAX];
     char lease[16];
-    int port = harness_free_port();
-    const char *argv[16];
-    int n = 0;
+    /* Room for the lease flag and the NULL that ends the list. */
+    const char *args[6] = {"counters", "--discovery", f->h->discovery_url};
 
-    assert_true(port > 0);
-    snprintf(node->url, sizeof(node->url), "tcp://127.0.0.1:%d", port);
-    snprintf(lease, sizeof(lease), "%d", lease_ms);
-    harness_path(f->h, name, data);
-
-    argv[n++] = "pipnode";
-    argv[n++] = "counters";
-    argv[n++] = "--listen";
-    argv[n++] = node->url;
-    argv[n++] = "--pub";
-    argv[n++] = "tcp://127.0.0.1:0";
-    argv[n++] = "--data";
-    argv[n++] = data;
-    argv[n++] = "--discovery";
-    argv[n++] = f->h->discovery_url;
     if (lease_ms > 0) {
-        argv[n++] = "--lease-ms";
-        argv[n++] = lease;
+        snprintf(lease, sizeof(lease), "%d", lease_ms);
+        args[3] = "--lease-ms";
+        args[4] = lease;
     }
-    argv[n] = NULL;
-    node->proc = harness_start(f->h, name, argv, false);
-    assert_non_null(node->proc);
+    assert_true(harness_node_init(f->h, node, name));
+    assert_true(harness_node_start(f->h, node, args, NULL, 0));
 }
 
 /* Starts nodes a and b and waits until both are registered. */
@@ -80,21 +59,14 @@ dp_start_two(dp_fixture *f, int lease_a_ms)
     }
 }
 
+/* A client that resolves services through the harness's discovery. */
 static pip_client *
-dp_client_new(const char *discovery_url, uint32_t timeout_ms)
+dp_client_new(dp_fixture *f, uint32_t timeout_ms)
 {
-    pip_client_options opt;
-    pip_client *client = NULL;
-    pip_error err;
+    pip_client *client =
+        harness_client_new(NULL, f->h->discovery_url, timeout_ms);
 
-    pip_error_init(&err);
-    pip_client_options_init(&opt);
-    opt.discovery_url = discovery_url;
-    opt.timeout_ms = timeout_ms;
-    if (pip_client_new(&opt, &client, &err) != PIP_OK) {
-        fail_msg("pip_client_new: %s %s", err.code, err.message);
-    }
-    pip_error_fini(&err);
+    assert_non_null(client);
     return client;
 }
 
@@ -104,21 +76,9 @@ dp_increment(pip_client *client, const char *name)
 {
     json_t *args = json_pack("{s:{s:s, s:i, s:i}}", "counter", "name", name,
                              "type", 4, "count", 1);
-    json_t *result = NULL;
-    pip_error err;
-    int64_t count;
-    int rv;
+    json_t *result = harness_call_ok(client, "counters.write_counter", args);
+    int64_t count = json_integer_value(json_object_get(result, "count"));
 
-    pip_error_init(&err);
-    rv = pip_client_call(client, "counters.write_counter", args, NULL,
-                         &result, &err);
-    if (rv != PIP_OK) {
-        fail_msg("write_counter failed: %s %s %s", pip_category_name(rv),
-                 err.code, err.message);
-    }
-    pip_error_fini(&err);
-    count = json_integer_value(json_object_get(result, "count"));
-    json_decref(args);
     json_decref(result);
     return count;
 }
@@ -170,7 +130,7 @@ dp_stat_calls(const json_t *stats, const char *command)
 
 /* Reads counters.statistics of one node through `pipcall --endpoint`. */
 static int64_t
-dp_node_write_calls(dp_fixture *f, const dp_node *node)
+dp_node_write_calls(dp_fixture *f, const harness_node *node)
 {
     const char *argv[] = {"pipcall", "--endpoint", node->url, "--timeout",
                           "5000", "counters.statistics", NULL};
@@ -194,7 +154,7 @@ dp_node_write_calls(dp_fixture *f, const dp_node *node)
 }
 
 static bool
-dp_list_has(harness *h, const dp_node *node)
+dp_list_has(harness *h, const harness_node *node)
 {
     json_t *instances = harness_instances(h, "counters");
     json_t *instance;
@@ -214,32 +174,14 @@ dp_list_has(harness *h, const dp_node *node)
 static int
 dp_setup(void **state)
 {
-    dp_fixture *f = calloc(1, sizeof(*f));
+    dp_fixture *f = harness_fixture_new(sizeof(*f));
 
-    if (f == NULL) {
-        return -1;
-    }
     *state = f;
-    f->h = harness_new();
-    if (f->h == NULL || !harness_start_discovery(f->h, 10000)) {
+    if (f == NULL || !harness_start_discovery(f->h, 10000)) {
         fprintf(stderr, "discovery did not come up\n");
         return -1;
     }
     return 0;
-}
-
-static int
-dp_teardown(void **state)
-{
-    dp_fixture *f = *state;
-    int rv;
-
-    if (f == NULL) {
-        return 0;
-    }
-    rv = harness_free(f->h);
-    free(f);
-    return rv;
 }
 
 /* ---- tests ------------------------------------------------------------ */
@@ -253,7 +195,7 @@ test_calls_spread_across_nodes(void **state)
     int64_t calls_b;
 
     dp_start_two(f, 0);
-    client = dp_client_new(f->h->discovery_url, 5000);
+    client = dp_client_new(f, 5000);
     for (int i = 1; i <= DP_SPREAD_CALLS; i++) {
         dp_increment(client, "spread.calls");
     }
@@ -278,7 +220,7 @@ test_killed_node_evicted(void **state)
     int64_t evicted_ms = -1;
 
     dp_start_two(f, 1500);
-    client = dp_client_new(f->h->discovery_url, 3000);
+    client = dp_client_new(f, 3000);
     dp_increment(client, "evict.calls");
     dp_increment(client, "evict.calls");
 
@@ -331,7 +273,7 @@ test_nodes_register_after_restart(void **state)
     assert_true(dp_list_has(f->h, &f->a));
     assert_true(dp_list_has(f->h, &f->b));
 
-    client = dp_client_new(f->h->discovery_url, 5000);
+    client = dp_client_new(f, 5000);
     assert_int_equal(dp_increment(client, "restart.calls"), 1);
     pip_client_free(client);
     assert_true(harness_logs_clean(f->h));
@@ -354,7 +296,7 @@ test_sigterm_deregisters(void **state)
     assert_false(dp_list_has(f->h, &f->a));
     assert_true(dp_list_has(f->h, &f->b));
 
-    client = dp_client_new(f->h->discovery_url, 5000);
+    client = dp_client_new(f, 5000);
     assert_int_equal(dp_increment(client, "sigterm.calls"), 1);
     pip_client_free(client);
     assert_true(harness_logs_clean(f->h));
@@ -399,15 +341,15 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_calls_spread_across_nodes,
-                                        dp_setup, dp_teardown),
+                                        dp_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_killed_node_evicted, dp_setup,
-                                        dp_teardown),
+                                        harness_teardown),
         cmocka_unit_test_setup_teardown(test_nodes_register_after_restart,
-                                        dp_setup, dp_teardown),
+                                        dp_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_deregisters, dp_setup,
-                                        dp_teardown),
+                                        harness_teardown),
         cmocka_unit_test_setup_teardown(test_all_stop_together, dp_setup,
-                                        dp_teardown),
+                                        harness_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

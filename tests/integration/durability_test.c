@@ -51,48 +51,10 @@ typedef struct dur_writer {
 } dur_writer;
 
 typedef struct dur_fixture {
-    harness *h;
-    harness_proc *node;
-    char url[HARNESS_URL_MAX];
-    char data[PATH_MAX];
+    harness *h; /* the first member, as harness_fixture_new requires */
+    harness_node node;
     dur_expected expected;
 } dur_fixture;
-
-static pip_client *
-dur_client_new(const char *url, uint32_t timeout_ms)
-{
-    pip_client_options opt;
-    pip_client *client = NULL;
-    pip_error err;
-
-    pip_error_init(&err);
-    pip_client_options_init(&opt);
-    opt.endpoint = url;
-    opt.timeout_ms = timeout_ms;
-    if (pip_client_new(&opt, &client, &err) != PIP_OK) {
-        client = NULL;
-    }
-    pip_error_fini(&err);
-    return client;
-}
-
-static json_t *
-dur_call(pip_client *client, const char *method, json_t *args)
-{
-    json_t *result = NULL;
-    pip_error err;
-    int rv;
-
-    pip_error_init(&err);
-    rv = pip_client_call(client, method, args, NULL, &result, &err);
-    if (rv != PIP_OK) {
-        fail_msg("%s failed: %s %s %s", method, pip_category_name(rv),
-                 err.code, err.message);
-    }
-    pip_error_fini(&err);
-    json_decref(args);
-    return result;
-}
 
 static int64_t
 dur_int(const json_t *obj, const char *key)
@@ -121,25 +83,26 @@ dur_write_round(pip_client *client, dur_expected *exp, int round)
     char id[32];
 
     for (int i = 0; i < DUR_HITS_PER_ROUND; i++) {
-        r = dur_call(client, "counters.write_counter",
-                     dur_increment_args("dur.hits"));
+        r = harness_call_ok(client, "counters.write_counter",
+                            dur_increment_args("dur.hits"));
         assert_int_equal(dur_int(r, "count"), exp->hits + 1);
         exp->hits++;
         json_decref(r);
     }
 
     snprintf(id, sizeof(id), "dur.round.%d", round);
-    r = dur_call(client, "settings.set_section",
-                 json_pack("{s:s, s:{s:i, s:s}}", "id", id, "parameters",
-                           "round", round, "text", id));
+    r = harness_call_ok(client, "settings.set_section",
+                        json_pack("{s:s, s:{s:i, s:s}}", "id", id,
+                                  "parameters", "round", round, "text", id));
     json_decref(r);
     exp->rounds_done = round + 1;
 
     for (int i = 0; i < DUR_MODIFIES_PER_ROUND; i++) {
-        r = dur_call(client, "settings.modify_section",
-                     json_pack("{s:s, s:{s:i}, s:{s:i}}", "id", "dur.totals",
-                               "update_parameters", "last_round", round,
-                               "increment_parameters", "writes", 1));
+        r = harness_call_ok(client, "settings.modify_section",
+                            json_pack("{s:s, s:{s:i}, s:{s:i}}", "id",
+                                      "dur.totals", "update_parameters",
+                                      "last_round", round,
+                                      "increment_parameters", "writes", 1));
         assert_int_equal(dur_int(r, "writes"), exp->modify_writes + 1);
         exp->modify_writes++;
         json_decref(r);
@@ -151,10 +114,10 @@ dur_write_round(pip_client *client, dur_expected *exp, int round)
 
         snprintf(exp->message_texts[n], DUR_TEXT_MAX,
                  "round %d message %d", round, i);
-        r = dur_call(client, "logging.write_message",
-                     json_pack("{s:{s:i, s:s, s:s}}", "message", "level", 4,
-                               "message", exp->message_texts[n], "source",
-                               "durability"));
+        r = harness_call_ok(
+            client, "logging.write_message",
+            json_pack("{s:{s:i, s:s, s:s}}", "message", "level", 4, "message",
+                      exp->message_texts[n], "source", "durability"));
         message_id = json_string_value(json_object_get(r, "id"));
         assert_non_null(message_id);
         snprintf(exp->message_ids[n], sizeof(exp->message_ids[n]), "%s",
@@ -168,7 +131,7 @@ static void *
 dur_writer_main(void *arg)
 {
     dur_writer *w = arg;
-    pip_client *client = dur_client_new(w->url, 1000);
+    pip_client *client = harness_client_new(w->url, NULL, 1000);
 
     if (client == NULL) {
         return NULL;
@@ -204,12 +167,12 @@ dur_kill_during_writes(dur_fixture *f)
     dur_writer w;
 
     memset(&w, 0, sizeof(w));
-    w.url = f->url;
+    w.url = f->node.url;
     atomic_init(&w.stop, false);
     assert_int_equal(pthread_create(&w.thread, NULL, dur_writer_main, &w),
                      0);
     harness_sleep_ms(300);
-    harness_kill(f->node);
+    harness_kill(f->node.proc);
     atomic_store(&w.stop, true);
     pthread_join(w.thread, NULL);
 
@@ -228,8 +191,9 @@ dur_check_counters(pip_client *client, const dur_expected *exp)
     size_t i;
     int64_t race = 0;
 
-    page = dur_call(client, "counters.read_counters",
-                    json_pack("{s:{s:s}}", "filter", "name_starts", "dur."));
+    page = harness_call_ok(
+        client, "counters.read_counters",
+        json_pack("{s:{s:s}}", "filter", "name_starts", "dur."));
     json_array_foreach(json_object_get(page, "data"), i, item) {
         const char *name = json_string_value(json_object_get(item, "name"));
 
@@ -256,15 +220,15 @@ dur_check_settings(pip_client *client, const dur_expected *exp)
 
     for (int round = 0; round < exp->rounds_done; round++) {
         snprintf(id, sizeof(id), "dur.round.%d", round);
-        p = dur_call(client, "settings.get_section_by_id",
-                     json_pack("{s:s}", "id", id));
+        p = harness_call_ok(client, "settings.get_section_by_id",
+                            json_pack("{s:s}", "id", id));
         assert_int_equal(dur_int(p, "round"), round);
         assert_string_equal(json_string_value(json_object_get(p, "text")),
                             id);
         json_decref(p);
     }
-    p = dur_call(client, "settings.get_section_by_id",
-                 json_pack("{s:s}", "id", "dur.totals"));
+    p = harness_call_ok(client, "settings.get_section_by_id",
+                        json_pack("{s:s}", "id", "dur.totals"));
     assert_int_equal(dur_int(p, "writes"), exp->modify_writes);
     assert_int_equal(dur_int(p, "last_round"), exp->rounds_done - 1);
     json_decref(p);
@@ -292,10 +256,10 @@ dur_check_messages(pip_client *client, const dur_expected *exp)
     json_t *page;
     json_t *data;
 
-    page = dur_call(client, "logging.read_messages",
-                    json_pack("{s:{s:s}, s:{s:i, s:b}}", "filter", "source",
-                              "durability", "paging", "take", 100, "total",
-                              1));
+    page = harness_call_ok(client, "logging.read_messages",
+                           json_pack("{s:{s:s}, s:{s:i, s:b}}", "filter",
+                                     "source", "durability", "paging", "take",
+                                     100, "total", 1));
     assert_int_equal(dur_int(page, "total"), exp->message_count);
     data = json_object_get(page, "data");
     for (int i = 0; i < exp->message_count; i++) {
@@ -315,7 +279,7 @@ dur_check_messages(pip_client *client, const dur_expected *exp)
 static void
 dur_check_all(dur_fixture *f)
 {
-    pip_client *client = dur_client_new(f->url, 5000);
+    pip_client *client = harness_client_new(f->node.url, NULL, 5000);
 
     assert_non_null(client);
     dur_check_counters(client, &f->expected);
@@ -329,51 +293,21 @@ dur_check_all(dur_fixture *f)
 static void
 dur_start_node(dur_fixture *f)
 {
-    const char *argv[] = {
-        "pipnode", "logging", "counters", "settings", "--listen", f->url,
-        "--pub", "tcp://127.0.0.1:0", "--data", f->data, NULL,
-    };
-
-    f->node = harness_start(f->h, "node", argv, false);
-    assert_non_null(f->node);
-    if (!harness_wait_ready(f->url, "counters.ping", 15000)) {
-        fail_msg("the node on %s did not respond to counters.ping within "
-                 "15 s", f->url);
-    }
+    assert_true(harness_node_start(
+        f->h, &f->node, HARNESS_NODE_ARGS("logging", "counters", "settings"),
+        "counters.ping", 15000));
 }
 
 static int
 dur_setup(void **state)
 {
-    dur_fixture *f = calloc(1, sizeof(*f));
-    int port;
+    dur_fixture *f = harness_fixture_new(sizeof(*f));
 
-    if (f == NULL) {
-        return -1;
-    }
     *state = f;
-    f->h = harness_new();
-    port = harness_free_port();
-    if (f->h == NULL || port < 0) {
+    if (f == NULL || !harness_node_init(f->h, &f->node, "node")) {
         return -1;
     }
-    snprintf(f->url, sizeof(f->url), "tcp://127.0.0.1:%d", port);
-    harness_path(f->h, "node-data", f->data);
     return 0;
-}
-
-static int
-dur_teardown(void **state)
-{
-    dur_fixture *f = *state;
-    int rv;
-
-    if (f == NULL) {
-        return 0;
-    }
-    rv = harness_free(f->h);
-    free(f);
-    return rv;
 }
 
 /* ---- tests ------------------------------------------------------------ */
@@ -391,7 +325,7 @@ test_writes_survive_kill(void **state)
             dur_check_all(f);
         }
 
-        client = dur_client_new(f->url, 5000);
+        client = harness_client_new(f->node.url, NULL, 5000);
         assert_non_null(client);
         dur_write_round(client, &f->expected, round);
         pip_client_free(client);
@@ -401,7 +335,7 @@ test_writes_survive_kill(void **state)
 
     dur_start_node(f);
     dur_check_all(f);
-    assert_int_equal(harness_stop(f->node, HARNESS_STOP_TIMEOUT_MS), 0);
+    assert_int_equal(harness_stop(f->node.proc, HARNESS_STOP_TIMEOUT_MS), 0);
     assert_true(harness_logs_clean(f->h));
     print_message("%d kill -9 rounds in %lld ms\n", DUR_ROUNDS,
                   (long long)(harness_now_ms() - started));
@@ -412,7 +346,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_writes_survive_kill, dur_setup,
-                                        dur_teardown),
+                                        harness_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,7 +53,7 @@ static const uint8_t flood_sp_req_header[8] = {0x00, 0x53, 0x50, 0x00,
 
 /* State shared by the flood threads.  Each writes only its own fields. */
 typedef struct flood_run {
-    char url[HARNESS_URL_MAX];
+    const char *url; /* the node's URL, tcp://127.0.0.1:<port> */
     int port;
     uint32_t seed;
     int64_t deadline_ms;    /* every flood thread stops here */
@@ -91,10 +91,9 @@ typedef struct flood_garbage_arg {
 } flood_garbage_arg;
 
 typedef struct flood_fixture {
-    harness *h;
-    harness_proc *node;
+    harness *h; /* the first member, as harness_fixture_new requires */
+    harness_node node;
     flood_run run;
-    char data[PATH_MAX];
 } flood_fixture;
 
 /* A small deterministic generator, so a failure can be replayed. */
@@ -231,24 +230,6 @@ flood_put_be64(uint8_t *out, uint64_t value)
 
 /* ---- good caller -------------------------------------------------------- */
 
-static pip_client *
-flood_client_new(const char *url, uint32_t timeout_ms)
-{
-    pip_client_options opt;
-    pip_client *client = NULL;
-    pip_error err;
-
-    pip_error_init(&err);
-    pip_client_options_init(&opt);
-    opt.endpoint = url;
-    opt.timeout_ms = timeout_ms;
-    if (pip_client_new(&opt, &client, &err) != PIP_OK) {
-        client = NULL;
-    }
-    pip_error_fini(&err);
-    return client;
-}
-
 static void
 flood_good_fail(flood_run *run, const char *what, int rv,
                 const pip_error *err)
@@ -322,7 +303,8 @@ static void *
 flood_good_main(void *arg)
 {
     flood_run *run = arg;
-    pip_client *client = flood_client_new(run->url, FLOOD_GOOD_TIMEOUT_MS);
+    pip_client *client =
+        harness_client_new(run->url, NULL, FLOOD_GOOD_TIMEOUT_MS);
     int64_t count = 0;
 
     if (client == NULL) {
@@ -565,54 +547,27 @@ flood_churn_main(void *arg)
 static int
 flood_setup(void **state)
 {
-    flood_fixture *f = calloc(1, sizeof(*f));
+    flood_fixture *f = harness_fixture_new(sizeof(*f));
 
-    if (f == NULL) {
-        return -1;
-    }
     *state = f;
-    f->h = harness_new();
-    f->run.port = harness_free_port();
-    if (f->h == NULL || f->run.port < 0) {
+    if (f == NULL || !harness_node_init(f->h, &f->node, "node")) {
         return -1;
     }
-    snprintf(f->run.url, sizeof(f->run.url), "tcp://127.0.0.1:%d",
-             f->run.port);
-    harness_path(f->h, "node-data", f->data);
+    f->run.url = f->node.url;
+    f->run.port = f->node.port;
     return 0;
-}
-
-static int
-flood_teardown(void **state)
-{
-    flood_fixture *f = *state;
-    int rv;
-
-    if (f == NULL) {
-        return 0;
-    }
-    rv = harness_free(f->h);
-    free(f);
-    return rv;
 }
 
 static void
 flood_start_node(flood_fixture *f)
 {
     char max_bytes[16];
-    const char *argv[] = {
-        "pipnode", "counters", "--listen", f->run.url, "--pub",
-        "tcp://127.0.0.1:0", "--data", f->data, "--max-msg-bytes",
-        max_bytes, NULL,
-    };
 
     snprintf(max_bytes, sizeof(max_bytes), "%d", FLOOD_MAX_MSG_BYTES);
-    f->node = harness_start(f->h, "node", argv, false);
-    assert_non_null(f->node);
-    if (!harness_wait_ready(f->run.url, "counters.ping", 15000)) {
-        fail_msg("the node on %s did not respond to counters.ping within "
-                 "15 s", f->run.url);
-    }
+    assert_true(harness_node_start(
+        f->h, &f->node,
+        HARNESS_NODE_ARGS("counters", "--max-msg-bytes", max_bytes),
+        "counters.ping", 15000));
 }
 
 /* Runs every flood thread and the good caller until all are done. */
@@ -724,7 +679,7 @@ flood_check_fds(pid_t pid, int baseline, int fds_while_half_open)
 static void
 flood_check_describe(const char *url)
 {
-    pip_client *client = flood_client_new(url, FLOOD_GOOD_TIMEOUT_MS);
+    pip_client *client = harness_client_new(url, NULL, FLOOD_GOOD_TIMEOUT_MS);
     json_t *result = NULL;
     pip_error err;
     int rv;
@@ -755,8 +710,8 @@ test_node_survives_flood(void **state)
     f->run.seed = (uint32_t)harness_now_ms() | 1u;
     print_message("flood seed %u\n", f->run.seed);
     flood_start_node(f);
-    f->run.node_pid = f->node->pid;
-    baseline = flood_count_fds(f->node->pid);
+    f->run.node_pid = f->node.proc->pid;
+    baseline = flood_count_fds(f->node.proc->pid);
     assert_true(baseline > 0);
 
     flood_run_threads(&f->run);
@@ -765,10 +720,10 @@ test_node_survives_flood(void **state)
     flood_check_good(&f->run);
     flood_check_garbage(&f->run);
     flood_check_raw(&f->run);
-    flood_check_fds(f->node->pid, baseline, f->run.fds_while_half_open);
+    flood_check_fds(f->node.proc->pid, baseline, f->run.fds_while_half_open);
     flood_check_describe(f->run.url);
 
-    assert_int_equal(harness_stop(f->node, HARNESS_STOP_TIMEOUT_MS), 0);
+    assert_int_equal(harness_stop(f->node.proc, HARNESS_STOP_TIMEOUT_MS), 0);
     assert_true(harness_logs_clean(f->h));
 }
 
@@ -776,8 +731,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_node_survives_flood,
-                                        flood_setup, flood_teardown),
+        cmocka_unit_test_setup_teardown(test_node_survives_flood, flood_setup,
+                                        harness_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,6 +3,12 @@
  */
 #include "harness.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -96,6 +102,45 @@ harness_new(void)
     }
     harness_clear_environment();
     return h;
+}
+
+void *
+harness_fixture_new(size_t size)
+{
+    harness **fixture;
+
+    if (size < sizeof(harness *) || (fixture = calloc(1, size)) == NULL) {
+        fprintf(stderr, "harness: allocating a fixture of %zu bytes failed\n",
+                size);
+        return NULL;
+    }
+    *fixture = harness_new();
+    if (*fixture == NULL) {
+        free(fixture);
+        return NULL;
+    }
+    return fixture;
+}
+
+int
+harness_fixture_free(void *fixture)
+{
+    /* A pointer to a struct converts to a pointer to its first member. */
+    harness **first = fixture;
+    int rv;
+
+    if (first == NULL) {
+        return 0;
+    }
+    rv = harness_free(*first);
+    free(fixture);
+    return rv;
+}
+
+int
+harness_teardown(void **state)
+{
+    return harness_fixture_free(*state);
 }
 
 bool
@@ -638,8 +683,9 @@ harness_free_port(void)
     return port;
 }
 
-static pip_client *
-harness_client_new(const char *endpoint, uint32_t timeout_ms)
+pip_client *
+harness_client_new(const char *endpoint, const char *discovery_url,
+                   uint32_t timeout_ms)
 {
     pip_client_options opt;
     pip_client *client = NULL;
@@ -648,14 +694,34 @@ harness_client_new(const char *endpoint, uint32_t timeout_ms)
     pip_error_init(&err);
     pip_client_options_init(&opt);
     opt.endpoint = endpoint;
+    opt.discovery_url = discovery_url;
     opt.timeout_ms = timeout_ms;
     if (pip_client_new(&opt, &client, &err) != PIP_OK) {
-        fprintf(stderr, "harness: client for %s failed: %s %s\n", endpoint,
-                err.code, err.message);
+        fprintf(stderr, "harness: client for %s failed: %s %s\n",
+                endpoint != NULL ? endpoint : discovery_url, err.code,
+                err.message);
         client = NULL;
     }
     pip_error_fini(&err);
     return client;
+}
+
+json_t *
+harness_call_ok(pip_client *client, const char *method, json_t *args)
+{
+    json_t *result = NULL;
+    pip_error err;
+    int rv;
+
+    pip_error_init(&err);
+    rv = pip_client_call(client, method, args, NULL, &result, &err);
+    if (rv != PIP_OK) {
+        fail_msg("%s failed: %s %s %s", method, pip_category_name(rv),
+                 err.code, err.message);
+    }
+    pip_error_fini(&err);
+    json_decref(args);
+    return result;
 }
 
 /* Calls method with no arguments and drops the result.  True on success. */
@@ -677,7 +743,7 @@ bool
 harness_wait_ready(const char *endpoint, const char *method, int timeout_ms)
 {
     int64_t deadline = harness_now_ms() + timeout_ms;
-    pip_client *client = harness_client_new(endpoint, 500);
+    pip_client *client = harness_client_new(endpoint, NULL, 500);
     bool ready = false;
 
     if (client == NULL) {
@@ -705,7 +771,7 @@ harness_pick_discovery_ports(harness *h)
     }
     snprintf(h->discovery_url, sizeof(h->discovery_url),
              "tcp://127.0.0.1:%d", h->discovery_port);
-    h->discovery_client = harness_client_new(h->discovery_url, 1000);
+    h->discovery_client = harness_client_new(h->discovery_url, NULL, 1000);
     return h->discovery_client != NULL;
 }
 
@@ -732,6 +798,62 @@ harness_start_discovery(harness *h, int timeout_ms)
     h->discovery->stop_last = true;
     return harness_wait_ready(h->discovery_url, "discovery.ping",
                               timeout_ms);
+}
+
+bool
+harness_node_init(harness *h, harness_node *node, const char *name)
+{
+    char folder[HARNESS_NAME_MAX + 8];
+
+    memset(node, 0, sizeof(*node));
+    snprintf(node->name, sizeof(node->name), "%s", name);
+    node->port = harness_free_port();
+    if (node->port < 0) {
+        fprintf(stderr, "harness: no free loopback port for %s\n", name);
+        return false;
+    }
+    snprintf(node->url, sizeof(node->url), "tcp://127.0.0.1:%d", node->port);
+    snprintf(folder, sizeof(folder), "%s-data", name);
+    return harness_path(h, folder, node->data);
+}
+
+bool
+harness_node_start(harness *h, harness_node *node, const char *const *args,
+                   const char *ready_method, int timeout_ms)
+{
+    const char *argv[HARNESS_MAX_ARGS];
+    int n = 0;
+
+    argv[n++] = "pipnode";
+    for (int i = 0; args[i] != NULL; i++) {
+        if (n + 7 >= HARNESS_MAX_ARGS) {
+            fprintf(stderr, "harness: more than %d pipnode arguments\n",
+                    HARNESS_MAX_ARGS - 8);
+            return false;
+        }
+        argv[n++] = args[i];
+    }
+    argv[n++] = "--listen";
+    argv[n++] = node->url;
+    argv[n++] = "--pub";
+    argv[n++] = "tcp://127.0.0.1:0";
+    argv[n++] = "--data";
+    argv[n++] = node->data;
+    argv[n] = NULL;
+
+    node->proc = harness_start(h, node->name, argv, false);
+    if (node->proc == NULL) {
+        return false;
+    }
+    if (ready_method != NULL &&
+        !harness_wait_ready(node->url, ready_method, timeout_ms)) {
+        fprintf(stderr,
+                "harness: the node on %s did not respond to %s "
+                "within %d ms\n",
+                node->url, ready_method, timeout_ms);
+        return false;
+    }
+    return true;
 }
 
 json_t *

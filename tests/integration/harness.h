@@ -4,8 +4,9 @@
  * listen on loopback only, keeps their output in a temporary folder, and
  * stops every child it started, also when a test failed half-way.
  *
- * None of these functions asserts: each returns a status that the test
- * checks, so a cmocka teardown can still clean up after a failed check.
+ * Only harness_call_ok asserts.  Every other function returns a status
+ * that the test checks, so a cmocka teardown can still clean up after a
+ * failed check.
  * A harness is used from the thread that created it.
  */
 #ifndef PIP_TEST_HARNESS_H
@@ -14,6 +15,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -75,6 +77,18 @@ harness *harness_new(void);
  * a sanitizer report, else -1, so a cmocka teardown can return it.
  */
 int harness_free(harness *h);
+
+/*
+ * Fixture structs whose first member is a `harness *`.  harness_fixture_new
+ * allocates size zeroed bytes and stores a new harness in that member, or
+ * returns NULL on failure.  harness_fixture_free frees the harness with
+ * harness_free, then the fixture, and returns what harness_free returned.
+ * harness_teardown is the cmocka teardown that frees *state, which may be
+ * NULL.
+ */
+void *harness_fixture_new(size_t size);
+int harness_fixture_free(void *fixture);
+int harness_teardown(void **state);
 
 /*
  * Writes "<h->dir>/<name>" into out[PATH_MAX].  Returns false when the
@@ -176,6 +190,54 @@ bool harness_instance_has_rpc(const json_t *instance, const char *url);
  */
 bool harness_wait_ready(const char *endpoint, const char *method,
                         int timeout_ms);
+
+/*
+ * A client that calls endpoint, or resolves services through
+ * discovery_url when endpoint is NULL, with calls timing out after
+ * timeout_ms.  Returns NULL when pip_client_new fails (printed on
+ * stderr).  The caller frees it with pip_client_free.
+ */
+pip_client *harness_client_new(const char *endpoint, const char *discovery_url,
+                               uint32_t timeout_ms);
+
+/*
+ * Calls method with args (stolen, NULL for none) and returns the result,
+ * a new reference.  Unlike the rest of the harness it fails the running
+ * cmocka test when the call fails, so use it in test bodies only, never
+ * in a setup or teardown.
+ */
+json_t *harness_call_ok(pip_client *client, const char *method, json_t *args);
+
+/*
+ * A pipnode that a test may kill and start again on the same loopback
+ * port and data folder.
+ */
+typedef struct harness_node {
+    char name[HARNESS_NAME_MAX]; /* names the process and its logs */
+    harness_proc *proc;          /* the last start, NULL before the first */
+    int port;
+    char url[HARNESS_URL_MAX]; /* tcp://127.0.0.1:<port> */
+    char data[PATH_MAX];       /* <h->dir>/<name>-data */
+} harness_node;
+
+/*
+ * Names node, picks a free loopback port for it and places its data
+ * folder in the harness folder.  Returns false when no port was free or
+ * the path is too long.
+ */
+bool harness_node_init(harness *h, harness_node *node, const char *name);
+
+/*
+ * Starts `pipnode ARGS... --listen <url> --pub tcp://127.0.0.1:0 --data
+ * <data>`, where args (NULL-ended) names the services and any further
+ * flags.  When ready_method is not NULL, waits up to timeout_ms until
+ * that method succeeds at the node's URL.  Returns false, with the reason
+ * on stderr, when the node did not start or did not respond in time.
+ */
+bool harness_node_start(harness *h, harness_node *node,
+                        const char *const *args, const char *ready_method,
+                        int timeout_ms);
+#define HARNESS_NODE_ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 /*
  * Checks the logs of every child started so far for sanitizer reports,

@@ -184,28 +184,6 @@ lan_start_node(lan_fixture *f, lan_node *node, int host, const char *name)
     return node->proc != NULL;
 }
 
-static pip_client *
-lan_client_new(const char *discovery_url, const char *endpoint,
-               uint32_t timeout_ms)
-{
-    pip_client_options opt;
-    pip_client *client = NULL;
-    pip_error err;
-
-    pip_error_init(&err);
-    pip_client_options_init(&opt);
-    opt.discovery_url = discovery_url;
-    opt.endpoint = endpoint;
-    opt.timeout_ms = timeout_ms;
-    if (pip_client_new(&opt, &client, &err) != PIP_OK) {
-        fprintf(stderr, "lan_test: pip_client_new failed: %s %s\n", err.code,
-                err.message);
-        client = NULL;
-    }
-    pip_error_fini(&err);
-    return client;
-}
-
 /* ---- setup and teardown ---- */
 
 /* Makes the network key that every host and the test's clients use. */
@@ -248,7 +226,8 @@ lan_start_hosts(lan_fixture *f)
     lan_net_address(LAN_HOST_A, address, sizeof(address));
     snprintf(f->h->discovery_url, sizeof(f->h->discovery_url),
              "tcp://%s:%d", address, LAN_DISCOVERY_PORT);
-    f->h->discovery_client = lan_client_new(f->h->discovery_url, NULL, 1000);
+    f->h->discovery_client =
+        harness_client_new(NULL, f->h->discovery_url, 1000);
     if (f->h->discovery_client == NULL || !lan_start_discovery(f)) {
         fprintf(stderr, "lan_test: discovery did not start on host A\n");
         return -1;
@@ -262,8 +241,8 @@ lan_start_hosts(lan_fixture *f)
         return -1;
     }
 
-    f->client = lan_client_new(f->h->discovery_url, NULL,
-                               LAN_CALL_TIMEOUT_MS);
+    f->client =
+        harness_client_new(NULL, f->h->discovery_url, LAN_CALL_TIMEOUT_MS);
     return f->client != NULL ? 0 : -1;
 }
 
@@ -327,7 +306,7 @@ lan_teardown(void **state)
 static json_int_t
 lan_write_calls(const lan_node *node)
 {
-    pip_client *client = lan_client_new(NULL, node->rpc_url, 2000);
+    pip_client *client = harness_client_new(node->rpc_url, NULL, 2000);
     json_t *stats = NULL;
     json_int_t calls = -1;
     pip_error err;

@@ -135,6 +135,22 @@ start_counters(fixture *f, const char *name, const char *url,
     return harness_start(f->h, name, argv, false);
 }
 
+/*
+ * Starts discovery and `pipnode counters` on a free loopback port, whose
+ * URL goes to url[HARNESS_URL_MAX], and waits until discovery lists the
+ * node.  The registration itself goes through the sealed channel.
+ */
+static void
+start_registered_counters(fixture *f, const char *name, char *url)
+{
+    assert_true(harness_start_discovery(f->h, 10000));
+    snprintf(url, HARNESS_URL_MAX, "tcp://127.0.0.1:%d", harness_free_port());
+    assert_non_null(start_counters(
+        f, name, url,
+        (const char *const[]){"--discovery", f->h->discovery_url, NULL}));
+    assert_true(harness_wait_instances(f->h, "counters", 1, 10000));
+}
+
 /* Runs pipcall with the NULL-ended args; returns its exit code and keeps
  * its output in *out. */
 static int
@@ -221,13 +237,7 @@ test_sealed_network_serves_key_holders(void **state)
     char url[HARNESS_URL_MAX];
     json_t *result;
 
-    assert_true(harness_start_discovery(f->h, 10000));
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", harness_free_port());
-    assert_non_null(start_counters(
-        f, "counters", url,
-        (const char *const[]){"--discovery", f->h->discovery_url, NULL}));
-    /* Registration itself went through the sealed channel. */
-    assert_true(harness_wait_instances(f->h, "counters", 1, 10000));
+    start_registered_counters(f, "counters", url);
 
     assert_int_equal(HARNESS_PIPCALL(f->h, &out, "--compact",
                                      "counters.write_counter",
@@ -484,6 +494,24 @@ test_events_sealed(void **state)
     pip_error_fini(&err);
 }
 
+/*
+ * A curl handle that POSTs {} to the read_counters route of the pipgate
+ * listening on listen.  libcurl keeps its own copy of the URL.
+ */
+static CURL *
+gate_read_counters(const char *listen)
+{
+    char endpoint[HARNESS_URL_MAX + 64];
+    CURL *curl = curl_easy_init();
+
+    assert_non_null(curl);
+    snprintf(endpoint, sizeof(endpoint), "%s/v1/counters/read_counters",
+             listen);
+    curl_easy_setopt(curl, CURLOPT_URL, endpoint);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
+    return curl;
+}
+
 /* The gateway's RPC side has the key, so HTTP calls reach sealed nodes. */
 static void
 test_gateway_calls_sealed_nodes(void **state)
@@ -491,17 +519,11 @@ test_gateway_calls_sealed_nodes(void **state)
     fixture *f = *state;
     char url[HARNESS_URL_MAX];
     char listen[HARNESS_URL_MAX];
-    char endpoint[HARNESS_URL_MAX + 64];
     int port = harness_free_port();
     long status = 0;
     CURL *curl;
 
-    assert_true(harness_start_discovery(f->h, 10000));
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", harness_free_port());
-    assert_non_null(start_counters(
-        f, "gated", url,
-        (const char *const[]){"--discovery", f->h->discovery_url, NULL}));
-    assert_true(harness_wait_instances(f->h, "counters", 1, 10000));
+    start_registered_counters(f, "gated", url);
     snprintf(listen, sizeof(listen), "http://127.0.0.1:%d", port);
     assert_non_null(harness_start(
         f->h, "pipgate",
@@ -509,12 +531,7 @@ test_gateway_calls_sealed_nodes(void **state)
                               f->h->discovery_url, NULL},
         false));
 
-    snprintf(endpoint, sizeof(endpoint), "%s/v1/counters/read_counters",
-             listen);
-    curl = curl_easy_init();
-    assert_non_null(curl);
-    curl_easy_setopt(curl, CURLOPT_URL, endpoint);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
+    curl = gate_read_counters(listen);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, fwrite);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, stderr);
@@ -549,7 +566,6 @@ test_gateway_without_key_explains(void **state)
 {
     fixture *f = *state;
     char listen[HARNESS_URL_MAX];
-    char endpoint[HARNESS_URL_MAX + 64];
     static char body[4096];
     long status = 0;
     CURL *curl;
@@ -565,12 +581,7 @@ test_gateway_without_key_explains(void **state)
         false));
     setenv("PIP_NETWORK_KEY_FILE", f->net, 1);
 
-    snprintf(endpoint, sizeof(endpoint), "%s/v1/counters/read_counters",
-             listen);
-    curl = curl_easy_init();
-    assert_non_null(curl);
-    curl_easy_setopt(curl, CURLOPT_URL, endpoint);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
+    curl = gate_read_counters(listen);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, body);

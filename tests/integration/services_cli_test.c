@@ -226,18 +226,10 @@ describe_has_command(const json_t *describe, const char *command)
 static pip_client *
 cli_client_new(void)
 {
-    pip_client_options opt;
-    pip_client *client = NULL;
-    pip_error err;
+    pip_client *client =
+        harness_client_new(NULL, cli_harness->discovery_url, 5000);
 
-    pip_error_init(&err);
-    pip_client_options_init(&opt);
-    opt.discovery_url = cli_harness->discovery_url;
-    opt.timeout_ms = 5000;
-    if (pip_client_new(&opt, &client, &err) != PIP_OK) {
-        fail_msg("pip_client_new: %s %s", err.code, err.message);
-    }
-    pip_error_fini(&err);
+    assert_non_null(client);
     return client;
 }
 
@@ -246,20 +238,9 @@ static json_t *
 client_call_ok(pip_client *client, const char *method, const char *args_json)
 {
     json_t *args = harness_parse_json(args_json);
-    json_t *result = NULL;
-    pip_error err;
-    int rv;
 
     assert_non_null(args);
-    pip_error_init(&err);
-    rv = pip_client_call(client, method, args, NULL, &result, &err);
-    if (rv != PIP_OK) {
-        fail_msg("%s failed: %s %s %s", method, pip_category_name(rv),
-                 err.code, err.message);
-    }
-    pip_error_fini(&err);
-    json_decref(args);
-    return result;
+    return harness_call_ok(client, method, args);
 }
 
 /* ---- fixture ---------------------------------------------------------- */

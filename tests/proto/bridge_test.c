@@ -1,46 +1,11 @@
 /* Tests of the msgpack <-> JSON bridge. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "pack_fixture.h"
 
-#include <cmocka.h>
+#include <stdint.h>
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "pip/wire.h"
-
-/* A packer over a growing buffer, set up and torn down per test. */
-typedef struct fixture {
-    msgpack_sbuffer sbuf;
-    msgpack_packer pk;
-    pip_error err;
-} fixture;
-
-static int
-setup(void **state)
-{
-    fixture *fx = calloc(1, sizeof(*fx));
-
-    msgpack_sbuffer_init(&fx->sbuf);
-    msgpack_packer_init(&fx->pk, &fx->sbuf, msgpack_sbuffer_write);
-    pip_error_init(&fx->err);
-    *state = fx;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fixture *fx = *state;
-
-    msgpack_sbuffer_destroy(&fx->sbuf);
-    pip_error_fini(&fx->err);
-    free(fx);
-    return 0;
-}
 
 /* Decodes what was packed so far, or returns NULL when the bridge
  * rejected it. */
@@ -486,7 +451,8 @@ test_to_json_on_unpacked_object(void **state)
 int
 main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name)                                                               \
+    cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_round_trip_every_type),
         T(test_long_string_round_trip),

@@ -1,50 +1,10 @@
 /* Tests of the wire envelope: requests, responses, batches, events. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "pack_fixture.h"
 
-#include <cmocka.h>
+#include <stdint.h>
 
 #include <stdlib.h>
 #include <string.h>
-
-#include "pip/wire.h"
-
-typedef struct fixture {
-    msgpack_sbuffer sbuf;
-    msgpack_packer pk;
-    pip_error err;
-    pip_request req;
-    pip_response resp;
-} fixture;
-
-static int
-setup(void **state)
-{
-    fixture *fx = calloc(1, sizeof(*fx));
-
-    msgpack_sbuffer_init(&fx->sbuf);
-    msgpack_packer_init(&fx->pk, &fx->sbuf, msgpack_sbuffer_write);
-    pip_error_init(&fx->err);
-    pip_request_init(&fx->req);
-    pip_response_init(&fx->resp);
-    *state = fx;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fixture *fx = *state;
-
-    msgpack_sbuffer_destroy(&fx->sbuf);
-    pip_error_fini(&fx->err);
-    pip_request_fini(&fx->req);
-    pip_response_fini(&fx->resp);
-    free(fx);
-    return 0;
-}
 
 static void
 str(fixture *fx, const char *text)
@@ -909,7 +869,8 @@ test_protocol_doc_example(void **state)
 int
 main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name)                                                               \
+    cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_request_round_trip),
         T(test_request_without_meta),

@@ -4,14 +4,9 @@
  * and a close while writers wait behind a leader.  A commit hook blocks
  * the leader or fails its write, so that writers queue up on purpose.
  */
-#include "test_util.h"
+#include "store_fixture.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
-
-#include <cmocka.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pip/store.h"
 #include "store_internal.h"
 
 #define WRITER_THREADS 8
@@ -29,45 +23,10 @@
 #define QUEUED_WRITERS 4
 #define WAIT_LIMIT_MS 10000
 
-typedef struct fixture {
-    char dir[64];
-    pip_store *st;
-    pip_collection *c;
-} fixture;
-
-static void
-open_store(fixture *f)
-{
-    pip_error err;
-
-    pip_error_init(&err);
-    assert_int_equal(pip_store_open(f->dir, NULL, &f->st, &err), PIP_OK);
-    assert_int_equal(pip_store_collection(f->st, "items", NULL, &f->c, &err),
-                     PIP_OK);
-    pip_error_fini(&err);
-}
-
 static int
 setup(void **state)
 {
-    fixture *f = calloc(1, sizeof(*f));
-
-    assert_non_null(f);
-    strcpy(f->dir, "/tmp/pip-commit-test-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    open_store(f);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fixture *f = *state;
-
-    pip_store_close(f->st);
-    test_util_remove_tree(f->dir);
-    free(f);
+    *state = fixture_new(NULL);
     return 0;
 }
 
@@ -113,17 +72,6 @@ put_record(pip_collection *c, const char *id, int thread, int seq,
 
     json_decref(record);
     return rv;
-}
-
-static int
-increment(const json_t *current, json_t **next, void *ctx, pip_error *err)
-{
-    json_int_t n = json_integer_value(json_object_get(current, "n"));
-
-    (void)ctx;
-    (void)err;
-    *next = json_pack("{s:I}", "n", n + 1);
-    return *next != NULL ? PIP_OK : PIP_E_INTERNAL;
 }
 
 /* ---- a gate that blocks the leader inside the commit hook ---- */
@@ -250,11 +198,11 @@ queue_behind_leader(fixture *f, gate *g, put_thread *leader,
     char id[32];
 
     pip__store_set_commit_hook(f->st, gate_hook, g);
-    start_put(leader, f->c, "leader");
+    start_put(leader, f->items, "leader");
     gate_wait_entered(g);
     for (int i = 0; i < QUEUED_WRITERS; i++) {
         snprintf(id, sizeof(id), "queued-%d", i);
-        start_put(&queued[i], f->c, id);
+        start_put(&queued[i], f->items, id);
     }
     wait_for_queue(f->st, QUEUED_WRITERS);
 }
@@ -298,7 +246,7 @@ run_writes(void *arg)
         w->acked[i] = put_record(w->c, id, w->index, i, &err) == PIP_OK;
         w->failures += !w->acked[i];
         pip_error_fini(&err);
-        if (pip_coll_update(w->c, "shared", increment, NULL, NULL, &err) ==
+        if (pip_coll_update(w->c, "shared", increment_n, NULL, NULL, &err) ==
             PIP_OK) {
             w->increments++;
         } else {
@@ -346,7 +294,7 @@ concurrent_writes_read_back(void **state)
      * merges several batches. */
     pip__store_set_commit_hook(f->st, gate_hook, &g);
     for (int i = 0; i < WRITER_THREADS; i++) {
-        writers[i].c = f->c;
+        writers[i].c = f->items;
         writers[i].index = i;
         assert_int_equal(
             pthread_create(&writers[i].thread, NULL, run_writes, &writers[i]),
@@ -367,7 +315,7 @@ concurrent_writes_read_back(void **state)
     assert_true(g.max_writers > 1);
 
     pip_error_init(&err);
-    assert_int_equal(pip_coll_get(f->c, "shared", &shared, &err), PIP_OK);
+    assert_int_equal(pip_coll_get(f->items, "shared", &shared, &err), PIP_OK);
     assert_non_null(shared);
     assert_int_equal(json_integer_value(json_object_get(shared, "n")),
                      increments);
@@ -409,9 +357,9 @@ failed_group_fails_every_writer(void **state)
     assert_int_equal(g.writers[1], QUEUED_WRITERS);
 
     pip__store_set_commit_hook(f->st, NULL, NULL);
-    assert_true(record_exists(f->c, "leader"));
+    assert_true(record_exists(f->items, "leader"));
     for (int i = 0; i < QUEUED_WRITERS; i++) {
-        assert_false(record_exists(f->c, queued[i].id));
+        assert_false(record_exists(f->items, queued[i].id));
     }
     gate_fini(&g);
 }
@@ -462,7 +410,7 @@ close_waits_for_queued_writers(void **state)
     sleep_ms(100);
     assert_false(atomic_load(&closer.done));
     pip_error_init(&err);
-    assert_int_equal(put_record(f->c, "late", 0, 0, &err),
+    assert_int_equal(put_record(f->items, "late", 0, 0, &err),
                      PIP_E_INVALID_STATE);
     assert_string_equal(err.code, "STORE_CLOSED");
     pip_error_fini(&err);
@@ -479,11 +427,11 @@ close_waits_for_queued_writers(void **state)
 
     /* Every acknowledged write survived the close. */
     open_store(f);
-    assert_true(record_exists(f->c, "leader"));
+    assert_true(record_exists(f->items, "leader"));
     for (int i = 0; i < QUEUED_WRITERS; i++) {
-        assert_true(record_exists(f->c, queued[i].id));
+        assert_true(record_exists(f->items, queued[i].id));
     }
-    assert_false(record_exists(f->c, "late"));
+    assert_false(record_exists(f->items, "late"));
     gate_fini(&g);
 }
 
@@ -492,11 +440,11 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(concurrent_writes_read_back, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(failed_group_fails_every_writer,
-                                        setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(failed_group_fails_every_writer, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(close_waits_for_queued_writers, setup,
-                                        teardown),
+                                        fixture_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,14 +2,9 @@
  * Tests of the RocksDB store against a real database in a temporary
  * folder, removed at the end of each test.
  */
-#include "test_util.h"
+#include "store_fixture.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
-
-#include <cmocka.h>
 
 #include <ftw.h>
 #include <pthread.h>
@@ -22,56 +17,13 @@
 #include "pip/crud.h"
 #include "pip/store.h"
 
-typedef struct fixture {
-    char dir[64];
-    pip_store *st;
-    pip_collection *items; /* indexed on color, size and flag */
-} fixture;
-
+/* The fields that the collection items is indexed on. */
 static const char *const item_fields[] = {"color", "size", "flag", NULL};
-
-static void
-open_store(fixture *f)
-{
-    pip_error err;
-
-    pip_error_init(&err);
-    assert_int_equal(pip_store_open(f->dir, NULL, &f->st, &err), PIP_OK);
-    assert_int_equal(pip_store_collection(f->st, "items", item_fields,
-                                          &f->items, &err),
-                     PIP_OK);
-    pip_error_fini(&err);
-}
-
-static void
-close_store(fixture *f)
-{
-    pip_store_close(f->st);
-    f->st = NULL;
-    f->items = NULL;
-}
 
 static int
 setup(void **state)
 {
-    fixture *f = calloc(1, sizeof(*f));
-
-    assert_non_null(f);
-    strcpy(f->dir, "/tmp/pip-store-test-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    open_store(f);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fixture *f = *state;
-
-    close_store(f);
-    test_util_remove_tree(f->dir);
-    free(f);
+    *state = fixture_new(item_fields);
     return 0;
 }
 
@@ -664,17 +616,6 @@ batch_fails_as_a_whole(void **state)
     json_decref(deepest);
 }
 
-static int
-increment(const json_t *current, json_t **next, void *ctx, pip_error *err)
-{
-    json_int_t n = json_integer_value(json_object_get(current, "n"));
-
-    (void)ctx;
-    (void)err;
-    *next = json_pack("{s:I}", "n", n + 1);
-    return *next != NULL ? PIP_OK : PIP_E_INTERNAL;
-}
-
 typedef struct update_worker {
     pip_collection *c;
     int failures;
@@ -688,7 +629,7 @@ run_increments(void *arg)
 
     pip_error_init(&err);
     for (int i = 0; i < 1000; i++) {
-        if (pip_coll_update(w->c, "counter", increment, NULL, NULL, &err) !=
+        if (pip_coll_update(w->c, "counter", increment_n, NULL, NULL, &err) !=
             PIP_OK) {
             w->failures++;
         }
@@ -755,9 +696,9 @@ update_deletes_and_aborts(void **state)
     pip_error err;
 
     pip_error_init(&err);
-    assert_int_equal(pip_coll_update(f->items, "u", increment, NULL, &result,
-                                     &err),
-                     PIP_OK);
+    assert_int_equal(
+        pip_coll_update(f->items, "u", increment_n, NULL, &result, &err),
+        PIP_OK);
     assert_int_equal(json_integer_value(json_object_get(result, "n")), 1);
     json_decref(result);
 
@@ -913,9 +854,9 @@ corrupt_value_reported(void **state)
                      PIP_E_INTERNAL);
     assert_string_equal(err.code, "RECORD_CORRUPT");
 
-    assert_int_equal(pip_coll_update(f->items, "bad", increment, NULL, NULL,
-                                     &err),
-                     PIP_E_INTERNAL);
+    assert_int_equal(
+        pip_coll_update(f->items, "bad", increment_n, NULL, NULL, &err),
+        PIP_E_INTERNAL);
     assert_string_equal(err.code, "RECORD_CORRUPT");
 
     /* A corrupt record can be overwritten or deleted. */
@@ -989,45 +930,52 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(put_get_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(put_get_delete, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(put_rejects_non_object, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(invalid_ids_rejected, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(collection_names_checked, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(clear_empties_one_collection, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(index_follows_replace_delete, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(index_orders_integers, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(nul_bytes_rejected, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(index_scan_checks_arguments, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(scan_prefix_start_end, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(scan_match_and_stop, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(scan_match_and_stop, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(list_skip_take_total, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(count_matches, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(count_matches, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(batch_commits_together, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(batch_fails_as_a_whole, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(update_is_atomic, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(update_is_atomic, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(update_deletes_and_aborts, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(reopen_keeps_data, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(reopen_keeps_data, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(reopen_rebuilds_new_index, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(open_twice_fails, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(open_twice_fails, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(corrupt_value_reported, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(stale_index_entry_skipped, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(sync_option_writes, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(sync_option_writes, setup,
+                                        fixture_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

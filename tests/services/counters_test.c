@@ -5,8 +5,6 @@
  */
 #include "service_fixture.h"
 
-#include <pthread.h>
-
 #define WRITER_THREADS 8
 #define WRITES_PER_THREAD 200
 
@@ -17,13 +15,6 @@ setup(void **state)
     return 0;
 }
 
-static int
-teardown(void **state)
-{
-    fixture_free(*state);
-    return 0;
-}
-
 static json_t *
 write_counter(fixture *f, json_t *counter)
 {
@@ -31,29 +22,18 @@ write_counter(fixture *f, json_t *counter)
                    pack("{s:o}", "counter", counter));
 }
 
-static json_t *
-read_counters(fixture *f, json_t *filter)
-{
-    return call_ok(
-        f, "counters.read_counters",
-        pack("{s:o}", "filter", filter != NULL ? filter : json_object()));
-}
-
 static size_t
 count_counters(fixture *f, json_t *filter)
 {
-    json_t *page = read_counters(f, filter);
-    size_t n = page_size(page);
-
-    json_decref(page);
-    return n;
+    return count_page(f, "counters.read_counters", filter);
 }
 
 /* The one counter that filter name=name selects. */
 static json_t *
 read_counter(fixture *f, const char *name)
 {
-    json_t *page = read_counters(f, pack("{s:s}", "name", name));
+    json_t *page =
+        read_page(f, "counters.read_counters", pack("{s:s}", "name", name));
     json_t *counter;
 
     assert_int_equal(page_size(page), 1);
@@ -195,52 +175,18 @@ test_type_change_replaces(void **state)
     json_decref(merged);
 }
 
-typedef struct writer {
-    fixture *f;
-    int failures;
-} writer;
-
-static void *
-write_increments(void *arg)
-{
-    writer *w = arg;
-    pip_error err;
-    json_t *result;
-
-    pip_error_init(&err);
-    for (int i = 0; i < WRITES_PER_THREAD; i++) {
-        json_t *args = json_pack("{s:{s:s, s:i, s:i}}", "counter", "name",
-                                 "hits", "type", 4, "count", 1);
-
-        if (fixture_call(w->f, "counters.write_counter", args, &result,
-                         &err) != PIP_OK) {
-            w->failures++;
-        }
-        json_decref(result);
-    }
-    pip_error_fini(&err);
-    return NULL;
-}
-
 static void
 test_concurrent_increments(void **state)
 {
     fixture *f = *state;
-    pthread_t threads[WRITER_THREADS];
-    writer writers[WRITER_THREADS];
     json_t *counter;
 
-    for (int i = 0; i < WRITER_THREADS; i++) {
-        writers[i].f = f;
-        writers[i].failures = 0;
-        assert_int_equal(
-            pthread_create(&threads[i], NULL, write_increments, &writers[i]),
-            0);
-    }
-    for (int i = 0; i < WRITER_THREADS; i++) {
-        pthread_join(threads[i], NULL);
-        assert_int_equal(writers[i].failures, 0);
-    }
+    assert_int_equal(
+        call_concurrently(f, "counters.write_counter",
+                          pack("{s:{s:s, s:i, s:i}}", "counter", "name",
+                               "hits", "type", 4, "count", 1),
+                          WRITER_THREADS, WRITES_PER_THREAD),
+        0);
     counter = read_counter(f, "hits");
     assert_int_equal(json_integer_value(json_object_get(counter, "count")),
                      WRITER_THREADS * WRITES_PER_THREAD);
@@ -388,25 +334,27 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_describe_lists_commands, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_increment_sums_counts, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_statistics_merge, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_interval_merge, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_interval_merge, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_last_value_replaces, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_type_change_replaces, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_increments, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_filter_keys, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_clear, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_filter_keys, setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_paging, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_clear, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_invalid_arguments, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_data_survives_restart, setup,
-                                        teardown),
+                                        fixture_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,47 +15,22 @@ setup(void **state)
     return 0;
 }
 
-static int
-teardown(void **state)
-{
-    fixture_free(*state);
-    return 0;
-}
-
 static json_t *
 read_messages(fixture *f, json_t *filter)
 {
-    return call_ok(
-        f, "logging.read_messages",
-        pack("{s:o}", "filter", filter != NULL ? filter : json_object()));
-}
-
-static json_t *
-read_errors(fixture *f, json_t *filter)
-{
-    return call_ok(
-        f, "logging.read_errors",
-        pack("{s:o}", "filter", filter != NULL ? filter : json_object()));
+    return read_page(f, "logging.read_messages", filter);
 }
 
 static size_t
 count_messages(fixture *f, json_t *filter)
 {
-    json_t *page = read_messages(f, filter);
-    size_t n = page_size(page);
-
-    json_decref(page);
-    return n;
+    return count_page(f, "logging.read_messages", filter);
 }
 
 static size_t
 count_errors(fixture *f, json_t *filter)
 {
-    json_t *page = read_errors(f, filter);
-    size_t n = page_size(page);
-
-    json_decref(page);
-    return n;
+    return count_page(f, "logging.read_errors", filter);
 }
 
 static void
@@ -446,28 +421,28 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_describe_lists_commands, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_write_message_defaults, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_errors_go_to_both_stores, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_read_newest_first, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_filter_level_and_source, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_filter_search_fields, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_filter_time_range, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_paging, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_write_messages_empty, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_invalid_arguments, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_expiry_removes_old, setup_expiry,
                                         teardown_expiry),
         cmocka_unit_test_setup_teardown(test_data_survives_restart, setup,
-                                        teardown),
+                                        fixture_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,9 @@
 #include "pip/node.h"
 #include "pip/time.h"
 #include "services.h"
+
+/* The maximum number of threads that call_concurrently starts. */
+#define FIXTURE_MAX_THREADS 16
 
 typedef struct fixture {
     char dir[PATH_MAX];
@@ -122,6 +126,14 @@ fixture_free(fixture *f)
     free(f);
 }
 
+/* The cmocka teardown for a fixture that fixture_new made. */
+static inline int
+fixture_teardown(void **state)
+{
+    fixture_free(*state);
+    return 0;
+}
+
 /* Calls method with args (stolen, NULL for none) and returns the category
  * and fills err and *result. */
 static inline int
@@ -209,6 +221,86 @@ static inline size_t
 page_size(const json_t *page)
 {
     return json_array_size(page_data(page));
+}
+
+/* Calls a list command such as counters.read_counters with {"filter":
+ * filter} (stolen, NULL for an empty filter) and returns the page. */
+static inline json_t *
+read_page(fixture *f, const char *method, json_t *filter)
+{
+    return call_ok(
+        f, method,
+        pack("{s:o}", "filter", filter != NULL ? filter : json_object()));
+}
+
+/* The number of items on the page that read_page returns. */
+static inline size_t
+count_page(fixture *f, const char *method, json_t *filter)
+{
+    json_t *page = read_page(f, method, filter);
+    size_t n = page_size(page);
+
+    json_decref(page);
+    return n;
+}
+
+/* One thread of call_concurrently. */
+typedef struct fixture_caller {
+    fixture *f;
+    const char *method;
+    json_t *args;
+    int calls;
+    int failures;
+} fixture_caller;
+
+static inline void *
+fixture_caller_main(void *arg)
+{
+    fixture_caller *c = arg;
+
+    for (int i = 0; i < c->calls; i++) {
+        pip_error err;
+        json_t *result;
+
+        pip_error_init(&err);
+        if (fixture_call(c->f, c->method, json_deep_copy(c->args), &result,
+                         &err) != PIP_OK) {
+            c->failures++;
+        }
+        json_decref(result);
+        pip_error_fini(&err);
+    }
+    return NULL;
+}
+
+/*
+ * Calls method with a copy of args (stolen) from `threads` threads at
+ * once, calls_per_thread times in each, and returns how many calls failed.
+ */
+static inline int
+call_concurrently(fixture *f, const char *method, json_t *args, int threads,
+                  int calls_per_thread)
+{
+    pthread_t ids[FIXTURE_MAX_THREADS];
+    fixture_caller callers[FIXTURE_MAX_THREADS];
+    int failures = 0;
+
+    assert_in_range(threads, 1, FIXTURE_MAX_THREADS);
+    for (int i = 0; i < threads; i++) {
+        /* A copy per thread, so that no two threads read one object. */
+        callers[i] = (fixture_caller){f, method, json_deep_copy(args),
+                                      calls_per_thread, 0};
+        assert_int_equal(
+            pthread_create(&ids[i], NULL, fixture_caller_main, &callers[i]),
+            0);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(ids[i], NULL);
+        failures += callers[i].failures;
+        json_decref(callers[i].args);
+    }
+    json_decref(args);
+    return failures;
 }
 
 /* The entry of list whose field key equals value, or NULL. */

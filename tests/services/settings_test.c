@@ -5,8 +5,6 @@
  */
 #include "service_fixture.h"
 
-#include <pthread.h>
-
 #include "pip/client.h"
 
 #define WRITER_THREADS 8
@@ -16,13 +14,6 @@ static int
 setup(void **state)
 {
     *state = fixture_new(&pip_settings_service, NULL);
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fixture_free(*state);
     return 0;
 }
 
@@ -175,52 +166,18 @@ test_modify_creates_section(void **state)
     json_decref(result);
 }
 
-typedef struct writer {
-    fixture *f;
-    int failures;
-} writer;
-
-static void *
-modify_increments(void *arg)
-{
-    writer *w = arg;
-    pip_error err;
-    json_t *result;
-
-    pip_error_init(&err);
-    for (int i = 0; i < WRITES_PER_THREAD; i++) {
-        json_t *args = json_pack("{s:s, s:{s:i}}", "id", "shared",
-                                 "increment_parameters", "count", 1);
-
-        if (fixture_call(w->f, "settings.modify_section", args, &result,
-                         &err) != PIP_OK) {
-            w->failures++;
-        }
-        json_decref(result);
-    }
-    pip_error_fini(&err);
-    return NULL;
-}
-
 static void
 test_concurrent_increments(void **state)
 {
     fixture *f = *state;
-    pthread_t threads[WRITER_THREADS];
-    writer writers[WRITER_THREADS];
     json_t *params;
 
-    for (int i = 0; i < WRITER_THREADS; i++) {
-        writers[i].f = f;
-        writers[i].failures = 0;
-        assert_int_equal(
-            pthread_create(&threads[i], NULL, modify_increments, &writers[i]),
-            0);
-    }
-    for (int i = 0; i < WRITER_THREADS; i++) {
-        pthread_join(threads[i], NULL);
-        assert_int_equal(writers[i].failures, 0);
-    }
+    assert_int_equal(
+        call_concurrently(f, "settings.modify_section",
+                          pack("{s:s, s:{s:i}}", "id", "shared",
+                               "increment_parameters", "count", 1),
+                          WRITER_THREADS, WRITES_PER_THREAD),
+        0);
     params = get_section(f, "shared");
     assert_int_equal(json_integer_value(json_object_get(params, "count")),
                      WRITER_THREADS * WRITES_PER_THREAD);
@@ -239,12 +196,7 @@ write_filter_sections(fixture *f)
 static size_t
 count_sections(fixture *f, json_t *filter)
 {
-    json_t *page =
-        call_ok(f, "settings.get_sections", pack("{s:o}", "filter", filter));
-    size_t n = page_size(page);
-
-    json_decref(page);
-    return n;
+    return count_page(f, "settings.get_sections", filter);
 }
 
 static void
@@ -433,27 +385,29 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_describe_lists_commands, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_missing_section_is_empty, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_set_section_flattens, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_update_time_is_set, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_modify_updates_and_increments,
-                                        setup, teardown),
+                                        setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_modify_creates_section, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_increments, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_filter_keys, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_filter_keys, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_list_shapes_and_paging, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_changed_event, setup, teardown),
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_changed_event, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_invalid_arguments, setup,
-                                        teardown),
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_data_survives_restart, setup,
-                                        teardown),
+                                        fixture_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
