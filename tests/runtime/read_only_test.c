@@ -1,16 +1,13 @@
 /*
- * Tests of memory-only reads: the store's memory-only runs against a real
- * RocksDB database, and read-only commands, which a node runs on its NNG
- * threads and sends to a worker when a read needs the disk.  Closing and
- * reopening a store leaves its records on disk only: RocksDB writes the
- * recovered log to a table file at the open, and the block cache starts
- * empty.  The open reads the collection's manifest, which loads the first
- * block of that file, so the record under test sorts after enough filler
- * records to be in a later block.
+ * Tests of read-only commands, which a node runs on its NNG threads with
+ * reads from memory only, and sends to a worker when a read needs the
+ * disk.  Closing and reopening a node leaves its records on disk only:
+ * RocksDB writes the recovered log to a table file at the open, and the
+ * block cache starts empty.  The open reads the collection's manifest,
+ * which loads the first block of that file, so the record under test
+ * sorts after enough filler records to be in a later block.
  */
 #include "node_fixture.h"
-
-#include "store_internal.h"
 
 /* How long a test lets demo.slow reach the node's one worker. */
 #define MEMORY_SETTLE_MS 100
@@ -19,194 +16,6 @@
 #define FILLER_VALUE_BYTES 100
 /* The id of the record under test: it sorts after the fillers' "f..". */
 #define LAST_ID "z"
-
-/* The store */
-
-typedef struct store_fixture {
-    char dir[64];
-    pip_store *st;
-    pip_collection *c;
-} store_fixture;
-
-static void
-store_fixture_open(store_fixture *f)
-{
-    pip_error err;
-
-    pip_error_init(&err);
-    assert_int_equal(pip_store_open(f->dir, NULL, &f->st, &err), PIP_OK);
-    assert_int_equal(pip_store_collection(f->st, "items", NULL, &f->c, &err),
-                     PIP_OK);
-    pip_error_fini(&err);
-}
-
-static int
-store_setup(void **state)
-{
-    store_fixture *f = calloc(1, sizeof(*f));
-
-    assert_non_null(f);
-    strcpy(f->dir, "/tmp/pip-memory-read-test-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    store_fixture_open(f);
-    *state = f;
-    return 0;
-}
-
-static int
-store_teardown(void **state)
-{
-    store_fixture *f = *state;
-
-    pip_store_close(f->st);
-    test_util_remove_tree(f->dir);
-    free(f);
-    return 0;
-}
-
-static void
-store_put(store_fixture *f, const char *id, const char *value)
-{
-    json_t *record = json_pack("{ss}", "value", value);
-    pip_error err;
-
-    pip_error_init(&err);
-    assert_int_equal(pip_coll_put(f->c, id, record, &err), PIP_OK);
-    pip_error_fini(&err);
-    json_decref(record);
-}
-
-/* Writes the filler records, whose ids sort before LAST_ID. */
-static void
-store_fill(store_fixture *f)
-{
-    char value[FILLER_VALUE_BYTES + 1];
-    char id[16];
-
-    memset(value, 'v', FILLER_VALUE_BYTES);
-    value[FILLER_VALUE_BYTES] = '\0';
-    for (int i = 0; i < FILLER_RECORDS; i++) {
-        snprintf(id, sizeof(id), "f%03d", i);
-        store_put(f, id, value);
-    }
-}
-
-/* Closes and reopens the store, which leaves its records on disk only. */
-static void
-store_reopen(store_fixture *f)
-{
-    pip_store_close(f->st);
-    store_fixture_open(f);
-}
-
-static void
-test_memory_get_reads_memtable(void **state)
-{
-    store_fixture *f = *state;
-    json_t *record = NULL;
-    pip_error err;
-
-    store_put(f, "a", "fresh");
-    pip_error_init(&err);
-    pip__store_memory_only(true);
-    assert_int_equal(pip_coll_get(f->c, "a", &record, &err), PIP_OK);
-    assert_false(pip__store_would_block());
-    pip__store_memory_only(false);
-    assert_string_equal(json_string_value(json_object_get(record, "value")),
-                        "fresh");
-    json_decref(record);
-    pip_error_fini(&err);
-}
-
-static void
-test_memory_get_blocks_on_disk(void **state)
-{
-    store_fixture *f = *state;
-    json_t *record = NULL;
-    pip_error err;
-
-    store_fill(f);
-    store_put(f, LAST_ID, "stored");
-    store_reopen(f);
-    pip_error_init(&err);
-
-    pip__store_memory_only(true);
-    assert_int_equal(pip_coll_get(f->c, LAST_ID, &record, &err),
-                     PIP_E_UNAVAILABLE);
-    assert_string_equal(err.code, "STORE_WOULD_BLOCK");
-    assert_null(record);
-    assert_true(pip__store_would_block());
-    pip__store_memory_only(false);
-    assert_false(pip__store_would_block());
-    pip_error_fini(&err);
-
-    /* A normal read loads the block, and memory then has the record. */
-    assert_int_equal(pip_coll_get(f->c, LAST_ID, &record, &err), PIP_OK);
-    json_decref(record);
-    record = NULL;
-    pip__store_memory_only(true);
-    assert_int_equal(pip_coll_get(f->c, LAST_ID, &record, &err), PIP_OK);
-    assert_false(pip__store_would_block());
-    pip__store_memory_only(false);
-    assert_string_equal(json_string_value(json_object_get(record, "value")),
-                        "stored");
-    json_decref(record);
-    pip_error_fini(&err);
-}
-
-static void
-test_memory_run_rejects_writes(void **state)
-{
-    store_fixture *f = *state;
-    json_t *record = json_pack("{ss}", "value", "new");
-    json_t *old = NULL;
-    pip_error err;
-
-    pip_error_init(&err);
-    pip__store_memory_only(true);
-    assert_int_equal(pip_coll_put(f->c, "a", record, &err), PIP_E_UNAVAILABLE);
-    assert_string_equal(err.code, "STORE_WOULD_BLOCK");
-    assert_true(pip__store_would_block());
-    pip_error_fini(&err);
-    assert_int_equal(pip_coll_delete(f->c, "a", &old, &err),
-                     PIP_E_UNAVAILABLE);
-    pip_error_fini(&err);
-    assert_int_equal(pip_coll_clear(f->c, &err), PIP_E_UNAVAILABLE);
-    pip_error_fini(&err);
-    pip__store_memory_only(false);
-
-    /* Nothing was written. */
-    assert_int_equal(pip_coll_get(f->c, "a", &old, &err), PIP_OK);
-    assert_null(old);
-    pip_error_fini(&err);
-    json_decref(record);
-}
-
-static void
-test_memory_run_rejects_scans(void **state)
-{
-    store_fixture *f = *state;
-    json_t *page = NULL;
-    int64_t count = -1;
-    pip_error err;
-
-    store_put(f, "a", "x");
-    pip_error_init(&err);
-    pip__store_memory_only(true);
-    assert_int_equal(pip_coll_list(f->c, NULL, NULL, &page, &err),
-                     PIP_E_UNAVAILABLE);
-    assert_null(page);
-    pip_error_fini(&err);
-    assert_int_equal(pip_coll_count(f->c, NULL, &count, &err),
-                     PIP_E_UNAVAILABLE);
-    assert_true(pip__store_would_block());
-    pip__store_memory_only(false);
-    pip_error_fini(&err);
-
-    assert_int_equal(pip_coll_count(f->c, NULL, &count, &err), PIP_OK);
-    assert_int_equal(count, 1);
-    pip_error_fini(&err);
-}
 
 /* A node with a read-only command */
 
@@ -509,14 +318,6 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_memory_get_reads_memtable,
-                                        store_setup, store_teardown),
-        cmocka_unit_test_setup_teardown(test_memory_get_blocks_on_disk,
-                                        store_setup, store_teardown),
-        cmocka_unit_test_setup_teardown(test_memory_run_rejects_writes,
-                                        store_setup, store_teardown),
-        cmocka_unit_test_setup_teardown(test_memory_run_rejects_scans,
-                                        store_setup, store_teardown),
         cmocka_unit_test_teardown(test_read_only_skips_busy_worker,
                                   fixture_teardown),
         cmocka_unit_test_teardown(test_cold_read_waits_for_worker,
