@@ -102,16 +102,16 @@ bench_result_fini(bench_result *res)
     bench_result_init(res);
 }
 
-/* Adds one failure under code; codes past the table count as OTHER. */
+/* Adds count failures under code to the table of codes; codes past the
+ * table count as OTHER. */
 static void
-driver_count_error(bench_result *res, const char *code)
+driver_add_error_code(bench_result *res, const char *code, uint64_t count)
 {
     int i;
 
-    res->errors++;
     for (i = 0; i < res->error_code_count; i++) {
         if (strcmp(res->error_codes[i].code, code) == 0) {
-            res->error_codes[i].count++;
+            res->error_codes[i].count += count;
             return;
         }
     }
@@ -122,7 +122,43 @@ driver_count_error(bench_result *res, const char *code)
         res->error_code_count++;
     }
     snprintf(res->error_codes[i].code, PIP_CODE_MAX, "%s", code);
-    res->error_codes[i].count++;
+    res->error_codes[i].count += count;
+}
+
+/* Adds one failure under code. */
+static void
+driver_count_error(bench_result *res, const char *code)
+{
+    res->errors++;
+    driver_add_error_code(res, code, 1);
+}
+
+int
+bench_result_merge(bench_result *dst, const bench_result *src,
+                   pip_error *err)
+{
+    if (dst->hist == NULL && (dst->hist = bench_hist_new()) == NULL) {
+        return pip_error_set(err, PIP_E_INTERNAL, "OUT_OF_MEMORY",
+                             "Out of memory.");
+    }
+    if (src->hist != NULL) {
+        bench_hist_merge(dst->hist, src->hist);
+    }
+    dst->calls += src->calls;
+    dst->errors += src->errors;
+    dst->warmup_calls += src->warmup_calls;
+    dst->sent_calls += src->sent_calls;
+    dst->elapsed_s += src->elapsed_s;
+    dst->calls_per_s =
+        dst->elapsed_s > 0 ? (double)dst->calls / dst->elapsed_s : 0;
+    if (src->request_bytes > dst->request_bytes) {
+        dst->request_bytes = src->request_bytes;
+    }
+    for (int i = 0; i < src->error_code_count; i++) {
+        driver_add_error_code(dst, src->error_codes[i].code,
+                              src->error_codes[i].count);
+    }
+    return PIP_OK;
 }
 
 static const char *

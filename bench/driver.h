@@ -71,6 +71,13 @@ typedef struct bench_result {
 
 void bench_result_init(bench_result *res);
 void bench_result_fini(bench_result *res);
+/*
+ * Adds the figures of src to dst, as if one run had made the calls of
+ * both: counts, measured time, latencies and errors add up, and
+ * calls_per_s is the sum of calls over the sum of measured time.
+ */
+int bench_result_merge(bench_result *dst, const bench_result *src,
+                       pip_error *err);
 
 /*
  * Runs the load and fills res (initialized).  Blocks for the warm-up,

@@ -29,6 +29,10 @@
 #define PIPBENCH_DEFAULT_SOCKETS 4
 #define PIPBENCH_LOOKUP_TIMEOUT_MS 5000
 #define PIPBENCH_ECHO_START_MS 5000
+#define PIPBENCH_MAX_ROUNDS 100
+/* Rounds after the first warm up this long at most: their connections
+ * are new, but the node and the echo server are already warm. */
+#define PIPBENCH_ROUND_WARMUP_MS 250
 
 typedef struct pipbench_options {
     const char *discovery_url;
@@ -46,6 +50,7 @@ typedef struct pipbench_options {
     uint32_t duration_ms;
     uint64_t call_count;
     uint32_t timeout_ms;
+    int rounds;               /* the measured part is split into rounds */
     bool baseline;
     bool quiet;
     const char *method;
@@ -92,6 +97,10 @@ static const char pipbench_help[] =
     "  --warmup MS        unmeasured warm-up in milliseconds (default 1000)\n"
     "  --duration MS      measured time in milliseconds (default 5000)\n"
     "  --count N          measure N calls instead of a duration\n"
+    "  --rounds N         split the measured part into N rounds; with\n"
+    "                     --baseline, baseline and workload alternate\n"
+    "                     round by round, so a machine that slows down\n"
+    "                     for a while slows both (default 1)\n"
     "  --timeout MS       deadline of each call in milliseconds\n"
     "                     (default 10000)\n"
     "  --baseline         first run a raw NNG req/rep echo of the same\n"
@@ -218,6 +227,11 @@ pipbench_parse_numeric(pipbench_options *opt, const char *name,
             return PIPBENCH_EXIT_USAGE;
         }
         opt->timeout_ms = (uint32_t)n;
+    } else if (strcmp(name, "--rounds") == 0) {
+        if (!pipbench_number(name, value, 1, PIPBENCH_MAX_ROUNDS, &n)) {
+            return PIPBENCH_EXIT_USAGE;
+        }
+        opt->rounds = (int)n;
     } else {
         return -1;
     }
@@ -232,7 +246,7 @@ pipbench_takes_value(const char *name)
         "--json",      "--svg",       "--echo-server",   "-c",
         "--concurrency", "--sockets", "--rate",          "--warmup",
         "--duration",  "--count",     "--timeout",       "--network-key-file",
-        "--identity-file", NULL};
+        "--identity-file", "--rounds", NULL};
 
     for (int i = 0; names[i] != NULL; i++) {
         if (strcmp(name, names[i]) == 0) {
@@ -328,6 +342,15 @@ pipbench_parse_args(pipbench_options *opt, int argc, char **argv)
         }
         i++;
     }
+    if ((uint64_t)opt->rounds >
+        (opt->call_count > 0 ? opt->call_count : opt->duration_ms)) {
+        char rounds[24];
+
+        snprintf(rounds, sizeof(rounds), "%d", opt->rounds);
+        return pipbench_usage("--rounds %s is more than the calls or "
+                              "milliseconds to measure; give fewer rounds.",
+                              rounds);
+    }
     if (count > 0) {
         opt->method = positional[0];
         opt->arg_words = positional + 1;
@@ -356,6 +379,7 @@ pipbench_options_init(pipbench_options *opt)
     opt->warmup_ms = 1000;
     opt->duration_ms = 5000;
     opt->timeout_ms = 10000;
+    opt->rounds = 1;
 }
 
 static int
@@ -640,28 +664,16 @@ pipbench_echo_child_start(const char *listen_url, int contexts,
     return PIP_OK;
 }
 
-static int
-pipbench_run_baseline(pipbench *pb, const bench_run_config *base,
-                      bench_result *res, pip_error *err)
+/* Sets cfg to the baseline's runs against the echo server. */
+static void
+pipbench_baseline_config(const pipbench *pb, const bench_run_config *base,
+                         const char *echo_url, bench_run_config *cfg)
 {
-    bench_run_config cfg = *base;
-    pipbench_echo_child child;
-    char listen_url[BENCH_URL_MAX];
-    int rv;
-
-    pipbench_echo_url(pb, listen_url);
-    rv = pipbench_echo_child_start(listen_url, base->concurrency, &child,
-                                   err);
-    if (rv != PIP_OK) {
-        return rv;
-    }
-    cfg.workload = NULL;
-    cfg.raw_msg_bytes = bench_request_size(&pb->workload);
-    cfg.urls[0] = child.url;
-    cfg.label = "baseline";
-    rv = bench_run(&cfg, res, err);
-    pipbench_echo_child_stop(&child);
-    return rv;
+    *cfg = *base;
+    cfg->workload = NULL;
+    cfg->raw_msg_bytes = bench_request_size(&pb->workload);
+    cfg->urls[0] = echo_url;
+    cfg->label = "baseline";
 }
 
 /* --echo-server: serves until stdin reaches its end. */
@@ -694,27 +706,92 @@ pipbench_echo_main(const pipbench_options *opt)
     return 0;
 }
 
+/* Sets out to round `round` of `rounds`: its share of the measured part,
+ * and a short warm-up after the first round. */
+static void
+pipbench_round_config(const bench_run_config *cfg, int round, int rounds,
+                      bench_run_config *out)
+{
+    *out = *cfg;
+    if (round > 0 && out->warmup_ms > PIPBENCH_ROUND_WARMUP_MS) {
+        out->warmup_ms = PIPBENCH_ROUND_WARMUP_MS;
+    }
+    if (cfg->call_count > 0) {
+        out->call_count = cfg->call_count / (uint64_t)rounds +
+                          ((uint64_t)round < cfg->call_count % (uint64_t)rounds
+                               ? 1
+                               : 0);
+    } else {
+        out->duration_ms = cfg->duration_ms / (uint32_t)rounds;
+    }
+}
+
+/* Runs one round of cfg and adds its figures to total. */
+static int
+pipbench_run_round(const bench_run_config *cfg, int round, int rounds,
+                   bench_result *total, pip_error *err)
+{
+    bench_run_config round_cfg;
+    bench_result res;
+    int rv;
+
+    pipbench_round_config(cfg, round, rounds, &round_cfg);
+    bench_result_init(&res);
+    rv = bench_run(&round_cfg, &res, err);
+    if (rv == PIP_OK) {
+        rv = bench_result_merge(total, &res, err);
+    }
+    bench_result_fini(&res);
+    return rv;
+}
+
+/*
+ * Runs the baseline (with --baseline) and the workload at one
+ * concurrency, alternating round by round.  The echo server runs for the
+ * whole point.
+ */
 static int
 pipbench_run_point(pipbench *pb, bench_point *point, pip_error *err)
 {
-    bench_run_config cfg;
+    int rounds = pb->opt.rounds;
+    bench_run_config baseline;
+    bench_run_config workload;
+    pipbench_echo_child child;
+    char listen_url[BENCH_URL_MAX];
     int rv = PIP_OK;
 
-    pipbench_run_config(pb, point->concurrency, &cfg);
-    point->sockets = cfg.sockets;
+    pipbench_run_config(pb, point->concurrency, &workload);
+    point->sockets = workload.sockets;
     if (pb->opt.baseline) {
+        pipbench_echo_url(pb, listen_url);
+        rv = pipbench_echo_child_start(listen_url, point->concurrency, &child,
+                                       err);
+        if (rv != PIP_OK) {
+            return rv;
+        }
         point->has_baseline = true;
-        rv = pipbench_run_baseline(pb, &cfg, &point->baseline, err);
+        pipbench_baseline_config(pb, &workload, child.url, &baseline);
     }
-    if (rv != PIP_OK) {
-        return rv;
-    }
-    cfg.workload = &pb->workload;
+    workload.workload = &pb->workload;
     for (int t = 0; t < pb->workload.service_count; t++) {
-        cfg.urls[t] = pb->urls[t];
+        workload.urls[t] = pb->urls[t];
     }
-    cfg.label = "workload";
-    return bench_run(&cfg, &point->workload, err);
+    workload.label = "workload";
+
+    for (int r = 0; rv == PIP_OK && r < rounds; r++) {
+        if (pb->opt.baseline) {
+            rv = pipbench_run_round(&baseline, r, rounds, &point->baseline,
+                                    err);
+        }
+        if (rv == PIP_OK) {
+            rv = pipbench_run_round(&workload, r, rounds, &point->workload,
+                                    err);
+        }
+    }
+    if (pb->opt.baseline) {
+        pipbench_echo_child_stop(&child);
+    }
+    return rv;
 }
 
 static int
@@ -752,6 +829,7 @@ pipbench_fill_report(pipbench *pb, int argc, char **argv)
     r->warmup_ms = pb->opt.warmup_ms;
     r->duration_ms = pb->opt.call_count > 0 ? 0 : pb->opt.duration_ms;
     r->call_count = pb->opt.call_count;
+    r->rounds = pb->opt.rounds;
 }
 
 static int

@@ -162,13 +162,14 @@ report_memory_json(const bench_report *r)
 static json_t *
 report_settings_json(const bench_report *r)
 {
-    return json_pack("{s:s, s:s, s:f, s:I, s:I, s:I}",
+    return json_pack("{s:s, s:s, s:f, s:I, s:I, s:I, s:i}",
                      "workload", r->workload != NULL ? r->workload : "",
                      "loop", r->rate_per_s > 0 ? "open" : "closed",
                      "rate_per_s", r->rate_per_s,
                      "warmup_ms", (json_int_t)r->warmup_ms,
                      "duration_ms", (json_int_t)r->duration_ms,
-                     "call_count", (json_int_t)r->call_count);
+                     "call_count", (json_int_t)r->call_count,
+                     "rounds", r->rounds > 0 ? r->rounds : 1);
 }
 
 json_t *

@@ -33,6 +33,7 @@ typedef struct bench_report {
     uint32_t warmup_ms;
     uint32_t duration_ms;
     uint64_t call_count;
+    int rounds;               /* measured rounds per point */
     pid_t node_pid;           /* 0 when unknown */
     long rss_before_kb;       /* VmRSS of node_pid; -1 when unknown */
     long rss_after_kb;

@@ -84,10 +84,15 @@ env_peek_msgid(const void *buf, size_t len, uint64_t *msgid)
 void
 pip_request_init(pip_request *req)
 {
-    memset(req, 0, sizeof(*req));
+    /* Field by field, as pip_error_init(), for the same reason. */
+    req->msgid = 0;
+    req->method[0] = '\0';
+    req->names[0] = '\0';
     req->service = req->names;
     req->command = req->names;
     req->args = NULL;
+    req->meta.correlation_id[0] = '\0';
+    req->meta.timeout_ms = 0;
 }
 
 void
@@ -453,7 +458,8 @@ pip_request_pack(msgpack_packer *pk, uint64_t msgid, const char *method,
 void
 pip_response_init(pip_response *resp)
 {
-    memset(resp, 0, sizeof(*resp));
+    resp->msgid = 0;
+    resp->failed = false;
     resp->result = NULL;
     pip_error_init(&resp->error);
 }

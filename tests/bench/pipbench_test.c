@@ -282,6 +282,54 @@ test_open_loop_counts_calls(void **state)
     json_decref(doc);
 }
 
+/*
+ * Rounds: the baseline and the workload alternate, and each side's
+ * figures add up over its rounds, with the calls split among them.
+ */
+static void
+test_rounds_add_up(void **state)
+{
+    char json_path[PATH_MAX];
+    const char *argv[] = {
+        "pipbench", "--endpoint", bench_ipc_url, "--baseline", "--rounds",
+        "3", "--count", "150", "-c", "2", "--warmup", "50", "--json",
+        json_path, "counters.health", NULL,
+    };
+    int64_t before = node_calls("health");
+    json_t *doc;
+    json_t *res;
+
+    (void)state;
+    harness_path(bench_harness, "rounds.json", json_path);
+    doc = run_pipbench(argv, json_path);
+    assert_int_equal(int_at(json_object_get(doc, "settings"), "rounds"), 3);
+    res = point_result(doc, 0, "workload");
+    assert_result_shape(res);
+    assert_int_equal(int_at(res, "calls"), 150);
+    assert_int_equal(node_calls("health") - before, int_at(res, "sent_calls"));
+    res = point_result(doc, 0, "baseline");
+    assert_result_shape(res);
+    assert_int_equal(int_at(res, "calls"), 150);
+    json_decref(doc);
+}
+
+static void
+test_too_many_rounds_exits_usage(void **state)
+{
+    const char *argv[] = {
+        "pipbench", "--endpoint", bench_ipc_url, "--rounds", "5",
+        "--count", "3", "counters.health", NULL,
+    };
+    harness_output out;
+
+    (void)state;
+    assert_int_equal(harness_run(bench_harness, argv, BENCH_RUN_TIMEOUT_MS,
+                                 &out), 0);
+    assert_int_equal(out.exit_code, 2);
+    assert_non_null(strstr(out.err, "--rounds 5"));
+    harness_output_fini(&out);
+}
+
 static void
 test_bad_workload_exits_usage(void **state)
 {
@@ -314,6 +362,8 @@ main(void)
         cmocka_unit_test(test_workload_sweep_with_baseline),
         cmocka_unit_test(test_open_loop_counts_calls),
         cmocka_unit_test(test_bad_workload_exits_usage),
+        cmocka_unit_test(test_rounds_add_up),
+        cmocka_unit_test(test_too_many_rounds_exits_usage),
     };
 
     return cmocka_run_group_tests(tests, bench_setup, bench_teardown);

@@ -240,6 +240,42 @@ test_table_lists_ratio_rows(void **state)
     bench_report_fini(&r);
 }
 
+/* Two results merged as one run: counts, time and error codes add up. */
+static void
+test_merge_adds_results(void **state)
+{
+    bench_result total;
+    bench_result part;
+    pip_error err;
+
+    (void)state;
+    bench_result_init(&total);
+    pip_error_init(&err);
+    for (int i = 0; i < 2; i++) {
+        fill_result(&part, 1000, i == 0 ? 100000 : 300000,
+                    i == 0 ? 10000.0 : 5000.0);
+        part.errors = 2;
+        part.error_code_count = 1;
+        snprintf(part.error_codes[0].code, PIP_CODE_MAX, "TIMEOUT");
+        part.error_codes[0].count = 2;
+        assert_int_equal(bench_result_merge(&total, &part, &err), PIP_OK);
+        bench_result_fini(&part);
+    }
+    pip_error_fini(&err);
+
+    assert_int_equal(total.calls, 2000);
+    assert_int_equal(total.errors, 4);
+    assert_int_equal(total.sent_calls, 2020);
+    assert_int_equal(total.warmup_calls, 20);
+    /* 2000 calls in 0.1 s plus 0.2 s. */
+    assert_true(total.calls_per_s > 6666.0 && total.calls_per_s < 6667.0);
+    assert_int_equal(total.hist->count, 2000);
+    assert_int_equal(total.error_code_count, 1);
+    assert_string_equal(total.error_codes[0].code, "TIMEOUT");
+    assert_int_equal(total.error_codes[0].count, 4);
+    bench_result_fini(&total);
+}
+
 int
 main(void)
 {
@@ -249,6 +285,7 @@ main(void)
         cmocka_unit_test(test_json_without_baseline),
         cmocka_unit_test(test_files_are_written),
         cmocka_unit_test(test_table_lists_ratio_rows),
+        cmocka_unit_test(test_merge_adds_results),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
