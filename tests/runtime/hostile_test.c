@@ -7,6 +7,8 @@
 
 #define HOSTILE_MAX_MSG_BYTES 65536
 #define HOSTILE_DROP_WAIT_MS 500
+/* Long enough that a socket of the drop cases never redials. */
+#define HOSTILE_REDIAL_MS 60000
 
 /* Packs the bytes of one hostile message into sbuf. */
 typedef void (*hostile_build_fn)(msgpack_sbuffer *sbuf);
@@ -456,11 +458,34 @@ hostile_setup(void **state)
     return 0;
 }
 
+/*
+ * Dials the node with a socket that does not redial for a minute.  The
+ * node closes the connection of a message it drops.  Once, in a loaded
+ * sanitizer run, closing such a socket leaked NNG 1.5.2 objects made by
+ * its dialer, most likely a redial in progress.
+ */
+static nng_socket
+hostile_dial_once(node_fixture *f)
+{
+    nng_socket sock;
+
+    assert_int_equal(nng_req0_open(&sock), 0);
+    assert_int_equal(
+        nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, HOSTILE_DROP_WAIT_MS), 0);
+    assert_int_equal(
+        nng_socket_set_ms(sock, NNG_OPT_RECONNMINT, HOSTILE_REDIAL_MS), 0);
+    assert_int_equal(
+        nng_socket_set_ms(sock, NNG_OPT_RECONNMAXT, HOSTILE_REDIAL_MS), 0);
+    assert_int_equal(nng_dial(sock, pip_node_rpc_url(f->node, 0), NULL, 0), 0);
+    fixture_ping(f, sock);
+    return sock;
+}
+
 /* Sends the message on a fresh socket and checks that NNG dropped it. */
 static void
 hostile_expect_drop(node_fixture *f, const msgpack_sbuffer *sbuf)
 {
-    nng_socket sock = fixture_dial(f, HOSTILE_DROP_WAIT_MS);
+    nng_socket sock = hostile_dial_once(f);
     pip_response resp[1];
 
     fixture_send(sock, sbuf->data, sbuf->size);
