@@ -344,12 +344,16 @@ pipbench_parse_args(pipbench_options *opt, int argc, char **argv)
     }
     if ((uint64_t)opt->rounds >
         (opt->call_count > 0 ? opt->call_count : opt->duration_ms)) {
-        char rounds[24];
+        char detail[96];
 
-        snprintf(rounds, sizeof(rounds), "%d", opt->rounds);
-        return pipbench_usage("--rounds %s is more than the calls or "
-                              "milliseconds to measure; give fewer rounds.",
-                              rounds);
+        snprintf(detail, sizeof(detail), "--rounds %d is more than %s %llu",
+                 opt->rounds, opt->call_count > 0 ? "--count" : "--duration",
+                 (unsigned long long)(opt->call_count > 0
+                                          ? opt->call_count
+                                          : opt->duration_ms));
+        return pipbench_usage("%s: each round needs at least one call or "
+                              "millisecond. Give fewer rounds.",
+                              detail);
     }
     if (count > 0) {
         opt->method = positional[0];

@@ -69,14 +69,43 @@ schema_received_name(const json_t *value)
     }
 }
 
+const char *
+pip_schema_value_text(const json_t *value, char *buf, size_t size)
+{
+    switch (json_typeof(value)) {
+    case JSON_INTEGER:
+        snprintf(buf, size, "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(value));
+        return buf;
+    case JSON_REAL:
+        snprintf(buf, size, "%g", json_real_value(value));
+        return buf;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return json_is_true(value) ? "true" : "false";
+    case JSON_STRING:
+        if (json_string_length(value) <= PIP_SCHEMA_SHOWN_STRING_BYTES &&
+            strlen(json_string_value(value)) == json_string_length(value)) {
+            snprintf(buf, size, "the string \"%s\"",
+                     json_string_value(value));
+            return buf;
+        }
+        return "a string";
+    default:
+        return schema_received_name(value);
+    }
+}
+
 static int
 schema_fail_type(pip_error *err, const proto_path *path, const char *expected,
                  const json_t *received)
 {
+    char text[PIP_SCHEMA_VALUE_TEXT_MAX];
+
     pip_error_set(err, PIP_E_BAD_REQUEST, "INVALID_DATA",
                   "Invalid argument '%s': expected %s, received %s.",
                   schema_path_name(path), expected,
-                  schema_received_name(received));
+                  pip_schema_value_text(received, text, sizeof(text)));
     pip_error_detail(err, "received",
                      json_string(schema_received_name(received)));
     return schema_fail(err, path, expected);

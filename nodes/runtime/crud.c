@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "pip/schema.h"
 #include "pip/time.h"
 
 /*
@@ -360,10 +361,16 @@ crud_filter_given(const json_t *filter, const char *key)
 }
 
 static int
-crud_filter_invalid(pip_error *err, const char *key, const char *expected)
+crud_filter_invalid(pip_error *err, const json_t *filter, const char *key,
+                    const char *expected)
 {
+    char text[PIP_SCHEMA_VALUE_TEXT_MAX];
+
     pip_error_set(err, PIP_E_BAD_REQUEST, "INVALID_DATA",
-                  "Invalid argument 'filter.%s': expected %s.", key, expected);
+                  "Invalid argument 'filter.%s': expected %s, received %s.",
+                  key, expected,
+                  pip_schema_value_text(json_object_get(filter, key), text,
+                                        sizeof(text)));
     pip_error_detail(err, "argument", json_sprintf("filter.%s", key));
     pip_error_detail(err, "expected", json_string(expected));
     return PIP_E_BAD_REQUEST;
@@ -378,7 +385,7 @@ pip_filter_read_int(const json_t *filter, const char *key, bool *present,
         return PIP_OK;
     }
     if (!pip_filter_int(filter, key, value)) {
-        return crud_filter_invalid(err, key, "integer");
+        return crud_filter_invalid(err, filter, key, "integer");
     }
     return PIP_OK;
 }
@@ -392,7 +399,7 @@ pip_filter_read_bool(const json_t *filter, const char *key, bool *present,
         return PIP_OK;
     }
     if (!pip_filter_bool(filter, key, value)) {
-        return crud_filter_invalid(err, key, "boolean");
+        return crud_filter_invalid(err, filter, key, "boolean");
     }
     return PIP_OK;
 }
@@ -406,7 +413,7 @@ pip_filter_read_time(const json_t *filter, const char *key, bool *present,
         return PIP_OK;
     }
     if (!pip_filter_time(filter, key, ms)) {
-        return crud_filter_invalid(err, key, "datetime");
+        return crud_filter_invalid(err, filter, key, "datetime");
     }
     return PIP_OK;
 }
@@ -420,7 +427,7 @@ pip_filter_read_string(const json_t *filter, const char *key,
         return PIP_OK;
     }
     if (!pip_filter_string(filter, key, value)) {
-        return crud_filter_invalid(err, key, "string");
+        return crud_filter_invalid(err, filter, key, "string");
     }
     return PIP_OK;
 }

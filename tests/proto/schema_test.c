@@ -198,6 +198,37 @@ test_missing_message_names_argument(void **state)
     pip_error_fini(&err);
 }
 
+/* A type mismatch names the value received when it is short. */
+static void
+test_mismatch_message_shows_value(void **state)
+{
+    static const struct {
+        const char *args;
+        const char *message;
+    } cases[] = {
+        {"{\"id\": 5}",
+         "Invalid argument 'id': expected string, received 5."},
+        {"{\"count\": \"five\"}",
+         "Invalid argument 'count': expected integer, received the string "
+         "\"five\"."},
+        {"{\"count\": true}",
+         "Invalid argument 'count': expected integer, received true."},
+        {"{\"count\": [1]}",
+         "Invalid argument 'count': expected integer, received an array."},
+    };
+    json_t *args;
+    pip_error err;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        pip_error_init(&err);
+        validate(schema, cases[i].args, &args, &err);
+        assert_string_equal(err.message, cases[i].message);
+        json_decref(args);
+        pip_error_fini(&err);
+    }
+}
+
 static void
 test_null_optional_removed(void **state)
 {
@@ -428,6 +459,7 @@ main(void)
         cmocka_unit_test(test_args_must_be_object),
         cmocka_unit_test(test_required_fields),
         cmocka_unit_test(test_missing_message_names_argument),
+        cmocka_unit_test(test_mismatch_message_shows_value),
         cmocka_unit_test(test_null_optional_removed),
         cmocka_unit_test(test_extra_properties_kept),
         cmocka_unit_test(test_number_bounds),

@@ -279,11 +279,39 @@ ids_are_hex_and_distinct(void **state)
     free(ids);
 }
 
+/* A filter value of the wrong type is named in the message. */
+static void
+filter_error_names_value(void **state)
+{
+    json_t *filter = json_pack("{si, ss}", "group", 5, "level", "loud");
+    const char *text = NULL;
+    bool present = false;
+    int64_t level = 0;
+    pip_error err;
+
+    (void)state;
+    pip_error_init(&err);
+    assert_int_equal(pip_filter_read_string(filter, "group", &text, &err),
+                     PIP_E_BAD_REQUEST);
+    assert_string_equal(err.message, "Invalid argument 'filter.group': "
+                                     "expected string, received 5.");
+    pip_error_fini(&err);
+    assert_int_equal(
+        pip_filter_read_int(filter, "level", &present, &level, &err),
+        PIP_E_BAD_REQUEST);
+    assert_string_equal(err.message,
+                        "Invalid argument 'filter.level': expected integer, "
+                        "received the string \"loud\".");
+    pip_error_fini(&err);
+    json_decref(filter);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(paging_parse_table),
+        cmocka_unit_test(filter_error_names_value),
         cmocka_unit_test(paging_error_names_field),
         cmocka_unit_test(filter_string_values),
         cmocka_unit_test(filter_int_conversions),

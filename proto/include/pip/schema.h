@@ -73,6 +73,20 @@ json_t *pip_schema_describe(const pip_field *schema);
 /* The name of a type as shown by describe ("string", "integer", ...). */
 const char *pip_type_name(pip_type type);
 
+/* Strings longer than this are shown by their type only. */
+#define PIP_SCHEMA_SHOWN_STRING_BYTES 40
+/* A buffer for pip_schema_value_text(). */
+#define PIP_SCHEMA_VALUE_TEXT_MAX (PIP_SCHEMA_SHOWN_STRING_BYTES + 16)
+
+/*
+ * Returns how an error message names a received value: a number or
+ * boolean by its value, a string of at most PIP_SCHEMA_SHOWN_STRING_BYTES
+ * as `the string "..."`, anything else by its type ("an object").  The
+ * text is in buf or a constant.
+ */
+const char *pip_schema_value_text(const json_t *value, char *buf,
+                                  size_t size);
+
 #ifdef __cplusplus
 }
 #endif
