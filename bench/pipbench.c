@@ -161,7 +161,11 @@ pipbench_parse_concurrencies(pipbench_options *opt, const char *text)
     char *save = NULL;
     uint64_t value;
 
-    if (strlen(text) >= sizeof(copy)) {
+    size_t len = strlen(text);
+
+    /* strtok_r() would skip an empty item silently. */
+    if (len == 0 || len >= sizeof(copy) || text[0] == ',' ||
+        text[len - 1] == ',' || strstr(text, ",,") != NULL) {
         return false;
     }
     snprintf(copy, sizeof(copy), "%s", text);
