@@ -299,8 +299,8 @@ pipgate_serve(pipgate *gate, const sigset_t *signals)
                 gate->opt.timeout_ms, gate->has_token ? "on" : "off",
                 pip_keyring_mode(gate->keys));
         sigwait(signals, &signo);
-        pip_log(PIP_LOG_INFO, "pipgate", NULL, "stopping on signal %d",
-                signo);
+        pip_log(PIP_LOG_INFO, "pipgate", NULL, "received %s, stopping",
+                signo == SIGINT ? "SIGINT" : "SIGTERM");
     }
     pipgate_close(gate);
     if (rv == 0) {
