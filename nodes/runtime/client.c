@@ -350,6 +350,8 @@ client_endpoint_close(pip_client *client, client_endpoint *ep)
         client_wait_pipe(client, ep, ep->dialed_ms + CLIENT_DIAL_SETTLE_MS);
         pthread_mutex_unlock(&client->lock);
     }
+    /* NOTE: unlike the server's close (server_close_bounded), this one has
+     * no time limit, and NNG 1.5.2 can deadlock in nng_close(). */
     nng_close(ep->sock);
     free(ep);
 }
