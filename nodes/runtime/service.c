@@ -872,18 +872,31 @@ pip__service_def_check(const pip_service_def *def, pip_error *err)
     return service_check_read_only(def, err);
 }
 
+static int
+service_find_command(const pip_service *svc, const char *name)
+{
+    int total = svc->n_commands + svc->n_builtins;
+
+    for (int i = 0; i < total; i++) {
+        if (strcmp(service_command_at(svc, i)->name, name) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 /* Sets read_only[i] for each command that the definition lists as
- * read-only; pip__service_def_check() has checked the names. */
+ * read-only.  pip__service_def_check() has checked the names. */
 static void
 service_mark_read_only(pip_service *svc)
 {
     const char *const *names = svc->def->read_only;
 
     for (int i = 0; names != NULL && names[i] != NULL; i++) {
-        for (int j = 0; j < svc->n_commands; j++) {
-            if (strcmp(svc->def->commands[j].name, names[i]) == 0) {
-                svc->read_only[j] = true;
-            }
+        int index = service_find_command(svc, names[i]);
+
+        if (index >= 0 && index < svc->n_commands) {
+            svc->read_only[index] = true;
         }
     }
 }
@@ -950,19 +963,6 @@ pip__service_free(pip_service *svc)
 }
 
 /* Dispatch */
-
-static int
-service_find_command(const pip_service *svc, const char *name)
-{
-    int total = svc->n_commands + svc->n_builtins;
-
-    for (int i = 0; i < total; i++) {
-        if (strcmp(service_command_at(svc, i)->name, name) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
 
 bool
 pip__dispatch_inline_ok(pip_node *node, const pip_request *req)
