@@ -14,7 +14,7 @@
  * Any other message is queued for a bounded pool of worker threads,
  * because handlers may block on RocksDB.  The worker runs the batch and
  * sends the reply on the same context.  The queue is a list threaded
- * through the contexts, so it never holds more than `contexts` entries.
+ * through the contexts, so it never has more than `contexts` entries.
  */
 #include <stdio.h>
 #include <stdlib.h>
